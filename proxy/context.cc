@@ -1,0 +1,75 @@
+#include "proxy/context.h"
+
+#include <vector>
+
+#include "proxy/core/signal.h"
+
+namespace proxy {
+
+Context::Context(core::Loop& loop, std::shared_ptr<const config::Config> config)
+    : loop_(loop), config_(std::move(config)) {}
+
+core::Result<void> Context::resolve_backends() {
+    routes_.clear();
+    for (const auto& route : config_->routes) {
+        auto ip = core::resolve_host(route.backend.host);
+        if (!ip) {
+            return core::fail(core::Code::Config, core::Side::Config,
+                              "route " + route.path + ": " + ip.error().context);
+        }
+        routes_.push_back(RouteRuntime{&route, *ip});
+    }
+    return {};
+}
+
+const RouteRuntime* Context::match(std::string_view path) const {
+    const config::Route* route = config::match_route(*config_, path);
+    if (route == nullptr) {
+        return nullptr;
+    }
+    for (const auto& r : routes_) {
+        if (r.route == route) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+void Context::shutdown_all(bool going_away) {
+    // Closing may remove entries; iterate over a copy.
+    std::vector<Closable*> all(live_.begin(), live_.end());
+    for (Closable* c : all) {
+        if (live_.count(c) != 0) {
+            c->shutdown(going_away);
+        }
+    }
+}
+
+bool Context::admit_client(const std::string& ip) {
+    const auto& limits = config_->limits;
+    if (clients_ >= limits.max_connections) {
+        return false;
+    }
+    auto& n = per_ip_[ip];
+    if (n >= limits.max_connections_per_ip) {
+        if (n == 0) {
+            per_ip_.erase(ip);
+        }
+        return false;
+    }
+    ++n;
+    ++clients_;
+    return true;
+}
+
+void Context::release_client(const std::string& ip) {
+    const auto it = per_ip_.find(ip);
+    if (it != per_ip_.end() && --it->second == 0) {
+        per_ip_.erase(it);
+    }
+    if (clients_ > 0) {
+        --clients_;
+    }
+}
+
+} // namespace proxy

@@ -1,0 +1,118 @@
+#include "proxy/core/log.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <sys/time.h>
+
+namespace proxy::core {
+namespace {
+
+LogLevel g_level = [] {
+    const char* env = std::getenv("WSBRIDGE_LOG_LEVEL");
+    if (env == nullptr) {
+        return LogLevel::Info;
+    }
+    std::string_view v(env);
+    if (v == "debug") {
+        return LogLevel::Debug;
+    }
+    if (v == "warn") {
+        return LogLevel::Warn;
+    }
+    if (v == "error") {
+        return LogLevel::Error;
+    }
+    return LogLevel::Info;
+}();
+
+std::string_view level_name(LogLevel level) {
+    switch (level) {
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Info: return "info";
+    case LogLevel::Warn: return "warn";
+    case LogLevel::Error: return "error";
+    }
+    return "info";
+}
+
+void append_timestamp(std::string& out) {
+    timeval tv{};
+    gettimeofday(&tv, nullptr);
+    std::tm tm{};
+    gmtime_r(&tv.tv_sec, &tm);
+    char buf[40];
+    const int n = std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                tm.tm_min, tm.tm_sec, static_cast<int>(tv.tv_usec / 1000));
+    out.append(buf, static_cast<std::size_t>(n));
+}
+
+} // namespace
+
+void set_log_level(LogLevel level) noexcept {
+    g_level = level;
+}
+
+bool log_enabled(LogLevel level) noexcept {
+    return level >= g_level;
+}
+
+void append_logfmt_value(std::string& out, std::string_view value) {
+    bool quote = value.empty();
+    for (char c : value) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || c == '"' || c == '=' || c == '\\' || u == 0x7f) {
+            quote = true;
+            break;
+        }
+    }
+    if (!quote) {
+        out.append(value);
+        return;
+    }
+    out.push_back('"');
+    for (char c : value) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(c);
+        } else if (c == '\n') {
+            out.append("\\n");
+        } else if (c == '\r') {
+            out.append("\\r");
+        } else if (u < 0x20 || u == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+            out.append(buf);
+        } else {
+            out.push_back(c);
+        }
+    }
+    out.push_back('"');
+}
+
+void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+    if (!log_enabled(level)) {
+        return;
+    }
+    std::string line;
+    line.reserve(256);
+    line.append("ts=");
+    append_timestamp(line);
+    line.append(" level=");
+    line.append(level_name(level));
+    line.append(" event=");
+    line.append(event);
+    for (const auto& f : fields) {
+        line.push_back(' ');
+        line.append(f.key);
+        line.push_back('=');
+        append_logfmt_value(line, f.value);
+    }
+    line.push_back('\n');
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+}
+
+} // namespace proxy::core

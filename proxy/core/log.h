@@ -1,0 +1,40 @@
+#pragma once
+// Structured logging: one logfmt line per event on stderr
+// (`ts=… level=info event=ws_closed client=… route=/chat …`), so operators can grep and
+// ship it, and tests can parse it. Not thread-safe across loops yet (one loop per process).
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+namespace proxy::core {
+
+/// Severity, lowest first. Lines below the configured level are not formatted at all.
+enum class LogLevel : std::uint8_t { Debug, Info, Warn, Error };
+
+/// One key=value pair of a log line. Values are quoted when they contain spaces, quotes,
+/// '=' or control bytes; control bytes are escaped so a client cannot forge log lines.
+struct LogField {
+    std::string_view key;
+    std::string value;
+    LogField(std::string_view k, std::string_view v) : key(k), value(v) {}
+    LogField(std::string_view k, const char* v) : key(k), value(v) {}
+    LogField(std::string_view k, const std::string& v) : key(k), value(v) {}
+    LogField(std::string_view k, std::uint64_t v) : key(k), value(std::to_string(v)) {}
+    LogField(std::string_view k, std::int64_t v) : key(k), value(std::to_string(v)) {}
+    LogField(std::string_view k, unsigned v) : key(k), value(std::to_string(v)) {}
+    LogField(std::string_view k, int v) : key(k), value(std::to_string(v)) {}
+};
+
+/// Sets the minimum level written (default Info; WSBRIDGE_LOG_LEVEL=debug|info|warn|error).
+void set_log_level(LogLevel level) noexcept;
+/// True when lines of `level` are written.
+bool log_enabled(LogLevel level) noexcept;
+/// Writes one line: `ts=<RFC 3339 UTC> level=<level> event=<event> <fields…>`.
+void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields);
+
+/// Appends `value` to `out` in logfmt form (quoted and escaped when needed). For tests.
+void append_logfmt_value(std::string& out, std::string_view value);
+
+} // namespace proxy::core

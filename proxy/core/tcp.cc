@@ -1,0 +1,567 @@
+#include "proxy/core/tcp.h"
+
+#include <array>
+#include <cstring>
+#include <uv.h>
+#include <vector>
+
+namespace proxy::core {
+
+namespace {
+constexpr std::size_t kMaxIov = 16;
+/// How long a Flush close may take (drain, FIN, wait for the peer's FIN) before an abort.
+constexpr std::uint64_t kFlushDeadlineMs = 5000;
+} // namespace
+
+/// All state lives here so that a Flush close can continue after the TcpStream is destroyed:
+/// the Impl deletes itself in the handle's close callback.
+struct TcpStream::Impl {
+    uv_tcp_t tcp{};
+    uv_timer_t flush_timer{};
+    Loop& loop;
+    StreamHandler* handler = nullptr;
+    std::deque<std::string> queue;     ///< owned bytes not yet handed to uv_write
+    struct WriteReq* in_flight = nullptr;
+    struct ConnectReq* connecting = nullptr;
+    std::size_t queued_bytes = 0;
+    std::size_t high = 1024 * 1024;
+    std::uint8_t pause_bits = 0;
+    bool want_read = false;
+    bool is_reading = false;
+    bool above_high = false;
+    bool write_failed = false;
+    bool closing = false;         ///< close() called: no more handler callbacks
+    bool handle_closing = false;  ///< uv_close() called
+    bool flushing = false;        ///< Flush close in progress
+    bool shutdown_pending = false;
+    bool shutdown_sent = false;
+    bool owner_gone = false;
+    int handles_open = 1;
+
+    explicit Impl(Loop& l) : loop(l) {
+        uv_tcp_init(loop.raw(), &tcp);
+        tcp.data = this;
+    }
+
+    void update_reading() noexcept;
+    void flush_queue();
+    void on_written(std::size_t bytes);
+    void maybe_finish_flush();
+    void start_shutdown();
+    void close_handle();
+    bool try_write_now(std::span<const std::span<const std::byte>> pieces);
+};
+
+struct WriteReq {
+    uv_write_t req{};
+    std::vector<std::string> chunks;
+    TcpStream::Impl* owner = nullptr;
+    std::size_t bytes = 0;
+};
+
+struct ConnectReq {
+    uv_connect_t req{};
+    TcpStream::Impl* owner = nullptr;
+    std::function<void(Result<void>)> done;
+};
+
+namespace {
+
+void handle_closed_cb(uv_handle_t* handle) noexcept {
+    auto* impl = static_cast<TcpStream::Impl*>(handle->data);
+    if (--impl->handles_open == 0) {
+        delete impl;
+    }
+}
+
+void alloc_cb(uv_handle_t* handle, std::size_t /*suggested*/, uv_buf_t* buf) noexcept {
+    auto* impl = static_cast<TcpStream::Impl*>(handle->data);
+    buf->base = reinterpret_cast<char*>(impl->loop.buffers().take());
+    buf->len = kReadChunkSize;
+}
+
+void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
+    auto* impl = static_cast<TcpStream::Impl*>(stream->data);
+    auto* chunk = reinterpret_cast<std::byte*>(buf->base);
+    BufferPool& pool = impl->loop.buffers();
+    if (impl->closing) {
+        // Flush close: discard input until the peer's FIN (lingering close).
+        if (nread < 0) {
+            impl->close_handle();
+        }
+        pool.give_back(chunk);
+        return;
+    }
+    if (nread > 0) {
+        if (impl->handler != nullptr) {
+            impl->handler->on_read({chunk, static_cast<std::size_t>(nread)});
+        }
+    } else if (nread < 0) {
+        impl->is_reading = false;
+        uv_read_stop(stream);
+        impl->want_read = false;
+        if (impl->handler != nullptr) {
+            if (nread == UV_EOF) {
+                impl->handler->on_read_end(nullptr);
+            } else {
+                Error e{Code::Io, Side::Internal, uv_err_name(static_cast<int>(nread))};
+                impl->handler->on_read_end(&e);
+            }
+        }
+    }
+    pool.give_back(chunk);
+}
+
+void write_cb(uv_write_t* req, int status) noexcept {
+    std::unique_ptr<WriteReq> w(reinterpret_cast<WriteReq*>(req));
+    TcpStream::Impl* impl = w->owner;
+    if (impl == nullptr) {
+        return;
+    }
+    impl->in_flight = nullptr;
+    if (status < 0) {
+        impl->write_failed = true;
+        impl->queue.clear();
+        impl->queued_bytes = 0;
+        if (impl->closing) {
+            impl->close_handle();
+            return;
+        }
+        if (impl->handler != nullptr) {
+            Error e{Code::Io, Side::Internal, uv_err_name(status)};
+            impl->handler->on_write_error(e);
+        }
+        return;
+    }
+    impl->on_written(w->bytes);
+}
+
+void shutdown_cb(uv_shutdown_t* req, int /*status*/) noexcept {
+    delete req;
+}
+
+void connect_cb(uv_connect_t* req, int status) noexcept {
+    std::unique_ptr<ConnectReq> c(reinterpret_cast<ConnectReq*>(req));
+    if (c->owner == nullptr) {
+        return;
+    }
+    c->owner->connecting = nullptr;
+    if (status < 0) {
+        c->done(fail(Code::BackendUnreachable, Side::Backend, uv_err_name(status)));
+    } else {
+        c->done(Result<void>{});
+    }
+}
+
+void flush_timer_cb(uv_timer_t* timer) noexcept {
+    auto* impl = static_cast<TcpStream::Impl*>(timer->data);
+    impl->close_handle();
+}
+
+} // namespace
+
+void TcpStream::Impl::update_reading() noexcept {
+    const bool should = (want_read && pause_bits == 0 && !closing) || (closing && flushing);
+    if (should == is_reading || handle_closing) {
+        return;
+    }
+    if (should) {
+        is_reading = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp), alloc_cb, read_cb) == 0;
+    } else {
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+        is_reading = false;
+    }
+}
+
+bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> pieces) {
+    std::array<uv_buf_t, 4> bufs{};
+    std::size_t total = 0;
+    std::size_t n = 0;
+    for (const auto& p : pieces) {
+        if (p.empty()) {
+            continue;
+        }
+        bufs[n++] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(p.data())),
+                                static_cast<unsigned>(p.size()));
+        total += p.size();
+    }
+    if (total == 0) {
+        return true;
+    }
+    std::size_t written = 0;
+    if (queue.empty() && in_flight == nullptr) {
+        const int r = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp), bufs.data(),
+                                   static_cast<unsigned>(n));
+        if (r > 0) {
+            written = static_cast<std::size_t>(r);
+        }
+        // Errors other than EAGAIN surface through the uv_write below, asynchronously.
+    }
+    if (written == total) {
+        return true;
+    }
+    // Copy what the kernel did not take into one owned chunk.
+    std::string rest;
+    rest.reserve(total - written);
+    std::size_t skip = written;
+    for (const auto& p : pieces) {
+        if (skip >= p.size()) {
+            skip -= p.size();
+            continue;
+        }
+        rest.append(reinterpret_cast<const char*>(p.data()) + skip, p.size() - skip);
+        skip = 0;
+    }
+    const std::size_t added = rest.size();
+    // Chunks handed to uv_write live in the WriteReq, so the queue's tail is never in flight.
+    if (!queue.empty() && queue.back().size() + added <= 16 * 1024) {
+        queue.back().append(rest);
+    } else {
+        queue.push_back(std::move(rest));
+    }
+    queued_bytes += added;
+    flush_queue();
+    if (!above_high && queued_bytes > high) {
+        above_high = true;
+        if (handler != nullptr) {
+            handler->on_write_high();
+        }
+    }
+    return true;
+}
+
+void TcpStream::Impl::flush_queue() {
+    if (in_flight != nullptr || queue.empty() || handle_closing) {
+        return;
+    }
+    auto* w = new WriteReq;
+    w->owner = this;
+    const std::size_t n = std::min(queue.size(), kMaxIov);
+    w->chunks.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        w->bytes += queue.front().size();
+        w->chunks.push_back(std::move(queue.front()));
+        queue.pop_front();
+    }
+    std::array<uv_buf_t, kMaxIov> bufs{};
+    for (std::size_t i = 0; i < n; ++i) {
+        bufs[i] = uv_buf_init(w->chunks[i].data(), static_cast<unsigned>(w->chunks[i].size()));
+    }
+    in_flight = w;
+    const int r = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), bufs.data(),
+                           static_cast<unsigned>(n), write_cb);
+    if (r < 0) {
+        // The stream is unusable; report through the normal path on the next write callback
+        // would never come, so fail now but asynchronously via a failed state.
+        in_flight = nullptr;
+        delete w;
+        write_failed = true;
+        queue.clear();
+        queued_bytes = 0;
+    }
+}
+
+void TcpStream::Impl::on_written(std::size_t bytes) {
+    queued_bytes -= std::min(bytes, queued_bytes);
+    if (above_high && queued_bytes <= high / 2) {
+        above_high = false;
+        if (handler != nullptr && !closing) {
+            handler->on_write_low();
+        }
+    }
+    flush_queue();
+    maybe_finish_flush();
+}
+
+void TcpStream::Impl::start_shutdown() {
+    if (shutdown_sent || handle_closing) {
+        return;
+    }
+    shutdown_sent = true;
+    auto* req = new uv_shutdown_t;
+    if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp), shutdown_cb) != 0) {
+        delete req;
+    }
+}
+
+void TcpStream::Impl::maybe_finish_flush() {
+    if (in_flight != nullptr || !queue.empty()) {
+        return;
+    }
+    if (shutdown_pending || flushing) {
+        start_shutdown();
+    }
+    // A flushing close now waits for the peer's FIN (read_cb) or the flush deadline.
+}
+
+void TcpStream::Impl::close_handle() {
+    if (handle_closing) {
+        return;
+    }
+    handle_closing = true;
+    closing = true;
+    handler = nullptr;
+    if (in_flight != nullptr) {
+        in_flight->owner = nullptr;  // uv cancels it; its callback frees it
+        in_flight = nullptr;
+    }
+    if (connecting != nullptr) {
+        connecting->owner = nullptr;
+        connecting = nullptr;
+    }
+    if (handles_open == 2) {
+        uv_timer_stop(&flush_timer);
+        uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer), handle_closed_cb);
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), handle_closed_cb);
+}
+
+TcpStream::TcpStream(Loop& loop) : impl_(new Impl(loop)) {}
+
+TcpStream::~TcpStream() {
+    impl_->owner_gone = true;
+    if (!impl_->closing) {
+        close(CloseMode::Abort);
+    }
+}
+
+void TcpStream::set_handler(StreamHandler* handler) noexcept {
+    impl_->handler = handler;
+}
+
+uv_tcp_s* TcpStream::raw() noexcept {
+    return &impl_->tcp;
+}
+
+Result<void> TcpStream::connect(const std::string& ip, std::uint16_t port,
+                                std::function<void(Result<void>)> done) {
+    sockaddr_storage addr{};
+    if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
+        uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+        return fail(Code::BackendUnreachable, Side::Internal, "not a numeric address: " + ip);
+    }
+    auto* c = new ConnectReq;
+    c->owner = impl_;
+    c->done = std::move(done);
+    const int r = uv_tcp_connect(&c->req, &impl_->tcp, reinterpret_cast<sockaddr*>(&addr),
+                                 connect_cb);
+    if (r != 0) {
+        delete c;
+        return fail(Code::BackendUnreachable, Side::Backend, uv_err_name(r));
+    }
+    impl_->connecting = c;
+    return {};
+}
+
+void TcpStream::pause(PauseReason reason) noexcept {
+    impl_->pause_bits = static_cast<std::uint8_t>(impl_->pause_bits | reason);
+    impl_->update_reading();
+}
+
+void TcpStream::resume(PauseReason reason) noexcept {
+    impl_->pause_bits = static_cast<std::uint8_t>(impl_->pause_bits & ~reason);
+    impl_->update_reading();
+}
+
+bool TcpStream::reading() const noexcept {
+    return impl_->is_reading;
+}
+
+void TcpStream::start_read() noexcept {
+    impl_->want_read = true;
+    impl_->update_reading();
+}
+
+bool TcpStream::write(std::span<const std::byte> bytes) {
+    const std::span<const std::byte> one[1] = {bytes};
+    return writev(one);
+}
+
+bool TcpStream::writev(std::span<const std::span<const std::byte>> pieces) {
+    if (impl_->closing || impl_->write_failed || impl_->shutdown_pending) {
+        return false;
+    }
+    return impl_->try_write_now(pieces);
+}
+
+std::size_t TcpStream::queued_bytes() const noexcept {
+    return impl_->queued_bytes;
+}
+
+void TcpStream::set_watermarks(std::size_t high) noexcept {
+    impl_->high = high;
+}
+
+bool TcpStream::above_high() const noexcept {
+    return impl_->above_high;
+}
+
+bool TcpStream::closing() const noexcept {
+    return impl_->closing;
+}
+
+void TcpStream::shutdown_write() {
+    if (impl_->closing) {
+        return;
+    }
+    impl_->shutdown_pending = true;
+    impl_->maybe_finish_flush();
+}
+
+void TcpStream::close(CloseMode mode) {
+    Impl* impl = impl_;
+    if (impl->closing) {
+        if (mode == CloseMode::Abort) {
+            impl->close_handle();
+        }
+        return;
+    }
+    impl->closing = true;
+    impl->handler = nullptr;
+    if (mode == CloseMode::Abort || impl->write_failed) {
+        impl->close_handle();
+        return;
+    }
+    // Flush: write what is queued, send FIN, then discard input until the peer's FIN so the
+    // kernel does not answer unread bytes with a RST that would destroy our last response.
+    impl->flushing = true;
+    uv_timer_init(impl->loop.raw(), &impl->flush_timer);
+    impl->flush_timer.data = impl;
+    impl->handles_open = 2;
+    uv_timer_start(&impl->flush_timer, flush_timer_cb, kFlushDeadlineMs, 0);
+    impl->update_reading();
+    impl->maybe_finish_flush();
+}
+
+std::string format_address(const void* storage) {
+    const auto* sa = static_cast<const sockaddr*>(storage);
+    char ip[INET6_ADDRSTRLEN] = {0};
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const auto* in = static_cast<const sockaddr_in*>(storage);
+        uv_ip4_name(in, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+        return std::string(ip) + ":" + std::to_string(port);
+    }
+    if (sa->sa_family == AF_INET6) {
+        const auto* in6 = static_cast<const sockaddr_in6*>(storage);
+        uv_ip6_name(in6, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+        return "[" + std::string(ip) + "]:" + std::to_string(port);
+    }
+    return "";
+}
+
+std::string TcpStream::peer_address() const {
+    sockaddr_storage addr{};
+    int len = sizeof(addr);
+    if (uv_tcp_getpeername(&impl_->tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        return "";
+    }
+    return format_address(&addr);
+}
+
+std::string TcpStream::peer_ip() const {
+    std::string a = peer_address();
+    const auto colon = a.rfind(':');
+    if (colon == std::string::npos) {
+        return a;
+    }
+    a.resize(colon);
+    if (a.size() >= 2 && a.front() == '[') {
+        a = a.substr(1, a.size() - 2);
+    }
+    return a;
+}
+
+void TcpStream::set_nodelay(bool on) noexcept {
+    uv_tcp_nodelay(&impl_->tcp, on ? 1 : 0);
+}
+
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+void listener_closed_cb(uv_handle_t* handle) noexcept {
+    delete reinterpret_cast<uv_tcp_t*>(handle);
+}
+
+void connection_cb(uv_stream_t* server, int status) noexcept {
+    if (auto* self = static_cast<TcpListener*>(server->data)) {
+        self->on_connection_cb(status);
+    }
+}
+
+} // namespace
+
+TcpListener::TcpListener(Loop& loop) : loop_(loop), tcp_(new uv_tcp_t) {
+    uv_tcp_init(loop_.raw(), tcp_);
+    tcp_->data = this;
+}
+
+TcpListener::~TcpListener() {
+    close();
+}
+
+Result<void> TcpListener::listen(const std::string& host, std::uint16_t port,
+                                 std::function<void(std::unique_ptr<TcpStream>)> on_accept) {
+    sockaddr_storage addr{};
+    if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
+        uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+        return fail(Code::Io, Side::Config, "listen address is not a numeric IP: " + host);
+    }
+    int r = uv_tcp_bind(tcp_, reinterpret_cast<sockaddr*>(&addr), 0);
+    if (r == 0) {
+        r = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), 1024, connection_cb);
+    }
+    if (r != 0) {
+        return fail(Code::Io, Side::Config,
+                    std::string(uv_err_name(r)) + " (" + uv_strerror(r) + ")");
+    }
+    on_accept_ = std::move(on_accept);
+    return {};
+}
+
+std::string TcpListener::local_address() const {
+    sockaddr_storage addr{};
+    int len = sizeof(addr);
+    if (uv_tcp_getsockname(tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        return "";
+    }
+    return format_address(&addr);
+}
+
+std::uint16_t TcpListener::local_port() const {
+    sockaddr_storage addr{};
+    int len = sizeof(addr);
+    if (uv_tcp_getsockname(tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        return 0;
+    }
+    if (addr.ss_family == AF_INET6) {
+        return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    }
+    return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+}
+
+void TcpListener::close() {
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    tcp_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp_), listener_closed_cb);
+}
+
+void TcpListener::on_connection_cb(int status) {
+    if (status < 0) {
+        return;
+    }
+    auto stream = std::make_unique<TcpStream>(loop_);
+    if (uv_accept(reinterpret_cast<uv_stream_t*>(tcp_),
+                  reinterpret_cast<uv_stream_t*>(stream->raw())) != 0) {
+        return;
+    }
+    on_accept_(std::move(stream));
+}
+
+} // namespace proxy::core

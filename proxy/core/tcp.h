@@ -1,0 +1,158 @@
+#pragma once
+// TCP streams and listeners over libuv, with an owned write queue and read pausing by reason.
+//
+// Lifetimes (STYLE §2): the uv handle is heap-allocated and freed only in its close callback.
+// close() and the destructor are idempotent; after them no handler callback fires, so the
+// owner may be destroyed right after calling close(). Handler callbacks are never invoked
+// synchronously from within a call made by the owner (write, start_read, connect...), except
+// where documented.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "proxy/core/loop.h"
+#include "proxy/core/result.h"
+
+struct uv_tcp_s;
+struct uv_write_s;
+
+namespace proxy::core {
+
+/// Receives stream events. The `bytes` view of on_read points into a pooled chunk that is
+/// returned to the pool when on_read returns: copy anything kept. The handler may call any
+/// TcpStream method from these callbacks, including close().
+class StreamHandler {
+  public:
+    virtual ~StreamHandler() = default;
+    /// Bytes arrived. Writable in place (codecs unmask in place).
+    virtual void on_read(std::span<std::byte> bytes) = 0;
+    /// The peer closed its side (EOF) or the connection failed (`error` set, Code::Io).
+    virtual void on_read_end(const Error* error) = 0;
+    /// The write queue went above its high watermark (fires once per crossing).
+    virtual void on_write_high() {}
+    /// The write queue fell to or below the low watermark after being high.
+    virtual void on_write_low() {}
+    /// A write failed (the connection is unusable); fires at most once.
+    virtual void on_write_error(const Error& error) = 0;
+};
+
+/// Reasons a stream's reading is paused; reading resumes only when no bit is set.
+enum PauseReason : std::uint8_t {
+    kPausePeerQueueFull = 1,   ///< the other side's write queue is over its high watermark
+    kPauseHandshake = 2,       ///< waiting for the backend handshake before reading on
+    kPauseClosing = 4,         ///< shutting down
+    kPauseOwner = 8,           ///< the owner does not want input now
+};
+
+/// One connected TCP stream. Move-only by pointer (hold in std::unique_ptr).
+class TcpStream {
+  public:
+    /// A stream not yet connected/accepted on `loop`. Never fails (uv_tcp_init cannot fail on
+    /// an initialised loop with AF_UNSPEC).
+    explicit TcpStream(Loop& loop);
+    ~TcpStream();
+    TcpStream(const TcpStream&) = delete;
+    TcpStream& operator=(const TcpStream&) = delete;
+
+    /// Sets the receiver of events. Must be called before start_read() / connect().
+    void set_handler(StreamHandler* handler) noexcept;
+
+    /// Connects to a numeric address ("127.0.0.1" or "::1") and port. `done` is called later
+    /// (never synchronously) with success or Code::BackendUnreachable. Returns an error
+    /// synchronously (and never calls `done`) when the address is not numeric.
+    Result<void> connect(const std::string& ip, std::uint16_t port,
+                         std::function<void(Result<void>)> done);
+
+    /// Sets pause bit `reason`; reading stops while any bit is set.
+    void pause(PauseReason reason) noexcept;
+    /// Clears pause bit `reason`; reading restarts when no bit is left.
+    void resume(PauseReason reason) noexcept;
+    /// True while reading is requested by the owner and not paused.
+    bool reading() const noexcept;
+    /// Starts reading (subject to pause bits).
+    void start_read() noexcept;
+
+    /// Queues `bytes` for writing: tries to write at once (uv_try_write) and copies only what
+    /// the kernel did not take. May call on_write_high() synchronously (so the caller can pause
+    /// its source at once); no other callback fires synchronously. Returns false when the
+    /// stream is closed or failed (the bytes are dropped).
+    bool write(std::span<const std::byte> bytes);
+    /// Same for text.
+    bool write(std::string_view text) {
+        return write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+    }
+    /// Writes up to 4 pieces as one gather write (a frame header and its payload).
+    bool writev(std::span<const std::span<const std::byte>> pieces);
+
+    /// Bytes accepted by write() that the kernel has not taken yet.
+    std::size_t queued_bytes() const noexcept;
+    /// Sets the high watermark; the low one is half of it. Default 1 MiB.
+    void set_watermarks(std::size_t high) noexcept;
+    /// True when the queue is above the high watermark (until it drains to low).
+    bool above_high() const noexcept;
+
+    /// Sends FIN after the queued bytes are written; reading continues.
+    void shutdown_write();
+    /// Closes after the queue drains (Flush, bounded by a 5 s flush deadline) or at once
+    /// (Abort). After close() no handler callback fires and the TcpStream may be destroyed at
+    /// once: a Flush close goes on draining on its own.
+    enum class CloseMode : std::uint8_t { Flush, Abort };
+    void close(CloseMode mode);
+    /// True once close() was called.
+    bool closing() const noexcept;
+
+    /// "ip:port" of the peer, or "" when unknown.
+    std::string peer_address() const;
+    /// Peer IP without port, or "".
+    std::string peer_ip() const;
+    /// Enables TCP_NODELAY (the relay forwards small frames and must not wait for Nagle).
+    void set_nodelay(bool on) noexcept;
+
+    /// For the listener: the raw handle to accept into.
+    uv_tcp_s* raw() noexcept;
+
+    /// Implementation state; outlives this object while a Flush close drains (tcp.cc).
+    struct Impl;
+
+  private:
+    Impl* impl_;
+};
+
+/// Accepts connections on host:port. `on_accept` is called with a new connected stream.
+class TcpListener {
+  public:
+    explicit TcpListener(Loop& loop);
+    ~TcpListener();
+    TcpListener(const TcpListener&) = delete;
+    TcpListener& operator=(const TcpListener&) = delete;
+
+    /// Binds and listens (SO_REUSEADDR, backlog 1024). Fails with Code::Io and the uv error.
+    Result<void> listen(const std::string& host, std::uint16_t port,
+                        std::function<void(std::unique_ptr<TcpStream>)> on_accept);
+    /// The bound "ip:port" (port chosen by the OS when 0 was asked).
+    std::string local_address() const;
+    /// The bound port.
+    std::uint16_t local_port() const;
+    /// Stops accepting and closes the socket. Idempotent.
+    void close();
+
+    // Trampoline target.
+    void on_connection_cb(int status);
+
+  private:
+    Loop& loop_;
+    uv_tcp_s* tcp_;
+    std::function<void(std::unique_ptr<TcpStream>)> on_accept_;
+    bool closed_ = false;
+};
+
+/// Formats a sockaddr-like peer for logs; helper shared by streams and listeners.
+std::string format_address(const void* sockaddr_storage);
+
+} // namespace proxy::core

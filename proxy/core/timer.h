@@ -1,0 +1,40 @@
+#pragma once
+// One-shot/repeating timer over uv_timer_t. The handle is freed in its close callback; the
+// destructor closes it, after which the callback never fires (STYLE §2.2).
+
+#include <cstdint>
+#include <functional>
+
+#include "proxy/core/loop.h"
+
+struct uv_timer_s;
+
+namespace proxy::core {
+
+/// A timer owned by one object. The callback runs on the loop, never synchronously from
+/// start(). Destroying the Timer cancels it.
+class Timer {
+  public:
+    Timer(Loop& loop, std::function<void()> on_fire);
+    ~Timer();
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+
+    /// (Re)starts: fires once after `timeout_ms`, then every `repeat_ms` when non-zero.
+    void start(std::uint64_t timeout_ms, std::uint64_t repeat_ms = 0) noexcept;
+    /// Stops without firing. Idempotent.
+    void stop() noexcept;
+    /// Lets the loop exit while this timer is the only active handle.
+    void unref() noexcept;
+    /// True while started.
+    bool active() const noexcept;
+
+    // Trampoline target.
+    void fire();
+
+  private:
+    uv_timer_s* timer_;
+    std::function<void()> on_fire_;
+};
+
+} // namespace proxy::core

@@ -1,0 +1,31 @@
+#pragma once
+// Builds HTTP/1.1 responses (sans-I/O): error responses with JSON bodies as SPEC §1 requires
+// (`{"error":"<code>","detail":"<sentence>"}`) and handshake responses.
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace proxy::http {
+
+/// Standard reason phrase for `status` ("Bad Request"), or "Unknown".
+std::string_view reason_phrase(unsigned status) noexcept;
+
+/// Escapes `text` as the inside of a JSON string (quotes, backslash, control bytes as \uXXXX).
+void append_json_escaped(std::string& out, std::string_view text);
+
+/// A complete response: status line, `headers` in order, Content-Length (always, even 0), and
+/// `Connection: close` when `close` is set, then the body.
+std::string build_response(unsigned status,
+                           const std::vector<std::pair<std::string, std::string>>& headers,
+                           std::string_view body, bool close);
+
+/// A JSON error response: `{"error":"<code>","detail":"<detail>"}` with
+/// `Content-Type: application/json` and `Cache-Control: no-store`. `extra` headers are added
+/// (e.g. `Sec-WebSocket-Version: 13` on a 426).
+std::string json_error(unsigned status, std::string_view code, std::string_view detail,
+                       bool close,
+                       const std::vector<std::pair<std::string, std::string>>& extra = {});
+
+} // namespace proxy::http

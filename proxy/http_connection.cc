@@ -1,0 +1,209 @@
+#include "proxy/http_connection.h"
+
+#include "proxy/core/log.h"
+#include "proxy/http/response.h"
+#include "proxy/routing.h"
+#include "proxy/ws/handshake.h"
+#include "proxy/ws_relay.h"
+
+namespace proxy {
+
+using core::Code;
+using core::LogLevel;
+using CloseMode = core::TcpStream::CloseMode;
+
+namespace {
+
+http::ParserLimits parser_limits(const config::Config& config) {
+    http::ParserLimits l;
+    l.max_header_bytes = config.limits.max_header_bytes;
+    l.max_headers = config.limits.max_headers;
+    l.max_body = config.limits.route.max_post_body;
+    return l;
+}
+
+/// HTTP status and error code for a parser or handshake error.
+std::pair<unsigned, std::string_view> status_for(Code code) {
+    switch (code) {
+    case Code::HeaderTooLarge: return {431, "header_too_large"};
+    case Code::PayloadTooLarge: return {413, "payload_too_large"};
+    case Code::UpgradeRequired: return {426, "upgrade_required"};
+    case Code::NotImplemented: return {501, "not_implemented"};
+    default: return {400, "bad_request"};
+    }
+}
+
+} // namespace
+
+HttpConnection::HttpConnection(Context& context, std::unique_ptr<core::TcpStream> stream,
+                               ClientSlot slot, std::string scheme)
+    : context_(context),
+      stream_(std::move(stream)),
+      slot_(std::move(slot)),
+      scheme_(std::move(scheme)),
+      parser_(parser_limits(context.config())),
+      header_timer_(context.loop(), [this] { on_header_timeout(); }) {
+    client_address_ = stream_->peer_address();
+    stream_->set_handler(this);
+    stream_->set_nodelay(true);
+    context_.add(this);
+}
+
+HttpConnection::~HttpConnection() {
+    context_.remove(this);
+}
+
+void HttpConnection::start() {
+    header_timer_.start(static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
+    stream_->start_read();
+}
+
+void HttpConnection::on_read(std::span<std::byte> bytes) {
+    std::string_view data(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    while (!ended_ && !data.empty()) {
+        auto r = parser_.feed(std::span<const char>(data.data(), data.size()));
+        if (!r) {
+            const auto [status, code] = status_for(r.error().code);
+            respond_error(status, code, r.error().context, true, r.error().context);
+            return;
+        }
+        if (!r->complete) {
+            return;
+        }
+        const std::string_view rest = data.substr(r->consumed);
+        if (!handle_request(rest)) {
+            return;
+        }
+        parser_.reset();
+        data = rest;
+    }
+}
+
+bool HttpConnection::handle_request(std::string_view rest) {
+    header_timer_.stop();
+    ++requests_;
+    http::Request& request = parser_.request();
+    const bool upgrade = ws::wants_websocket(request) || request.upgrade;
+    // Any upgrade attempt that is not accepted closes the connection (SPEC §2).
+    const bool close = upgrade || !request.keep_alive;
+    if (context_.draining()) {
+        respond_error(503, "draining", "The proxy is shutting down.", true, "draining");
+        return false;
+    }
+    const RouteRuntime* route = context_.match(request.path());
+    if (route == nullptr) {
+        respond_error(404, "not_found", "No route matches this path.", close, "no route");
+        return !close;
+    }
+    if (ws::wants_websocket(request)) {
+        return handle_upgrade(*route, rest);
+    }
+    respond_error(400, "bad_transport",
+                  "Use a WebSocket upgrade, Server-Sent Events (Accept: text/event-stream) or "
+                  "long-polling (?transport=longpoll) on this route.",
+                  close, "not a transport request");
+    if (!close) {
+        header_timer_.start(
+            static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
+    }
+    return !close;
+}
+
+bool HttpConnection::handle_upgrade(const RouteRuntime& route, std::string_view rest) {
+    const http::Request& request = parser_.request();
+    const config::Route& r = *route.route;
+    if (!r.transports.websocket) {
+        respond_error(400, "transport_disabled", "WebSocket is not enabled on this route.", true,
+                      "websocket disabled");
+        return false;
+    }
+    auto handshake = ws::validate_client_handshake(request);
+    if (!handshake) {
+        const auto [status, code] = status_for(handshake.error().code);
+        respond_error(status, code, handshake.error().context, true, handshake.error().context);
+        return false;
+    }
+    const OriginVerdict origin = check_origin(r, request, scheme_);
+    if (origin == OriginVerdict::Rejected ||
+        (origin == OriginVerdict::NoOrigin && r.require_origin)) {
+        respond_error(403, "origin_not_allowed",
+                      origin == OriginVerdict::Rejected ? "This Origin is not allowed."
+                                                        : "An Origin header is required.",
+                      true, "origin");
+        return false;
+    }
+    // Hand over: the relay owns the stream from now on and deletes itself when done.
+    auto* relay = new WsRelay(context_, route, std::move(stream_), std::move(slot_), request,
+                              std::move(*handshake), std::string(rest));
+    relay->start(request);
+    ended_ = true;
+    header_timer_.stop();
+    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    return false;
+}
+
+void HttpConnection::respond_error(unsigned status, std::string_view code,
+                                   std::string_view detail, bool close, std::string_view reason) {
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (status == 426) {
+        extra.emplace_back("Sec-WebSocket-Version", "13");
+    }
+    stream_->write(http::json_error(status, code, detail, close, extra));
+    const http::Request& request = parser_.request();
+    core::log(LogLevel::Info, "http_rejected",
+              {{"client", client_address_},
+               {"method", request.method},
+               {"path", std::string(request.path())},
+               {"status", status},
+               {"error", code},
+               {"reason", reason}});
+    context_.metrics().inc(
+        "wsbridge_rejections_total",
+        {{"transport", ws::wants_websocket(request) ? "websocket" : "http"},
+         {"reason", code},
+         {"status", std::to_string(status)}});
+    if (close) {
+        end();
+    }
+}
+
+void HttpConnection::on_header_timeout() {
+    if (ended_) {
+        return;
+    }
+    if (parser_.started() || requests_ == 0) {
+        respond_error(408, "header_timeout",
+                      "The request head was not complete within header_timeout.", true,
+                      "header timeout");
+        return;
+    }
+    // An idle keep-alive connection: close quietly, like nginx's keepalive_timeout.
+    end();
+}
+
+void HttpConnection::on_read_end(const core::Error* /*error*/) {
+    end();
+}
+
+void HttpConnection::on_write_error(const core::Error& /*error*/) {
+    end();
+}
+
+void HttpConnection::shutdown(bool /*going_away*/) {
+    end();
+}
+
+void HttpConnection::end() {
+    if (ended_) {
+        return;
+    }
+    ended_ = true;
+    header_timer_.stop();
+    if (stream_) {
+        stream_->close(CloseMode::Flush);
+    }
+    slot_.release();
+    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+}
+
+} // namespace proxy

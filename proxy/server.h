@@ -1,0 +1,44 @@
+#pragma once
+// Server: one worker's listeners and its Context. Accepts client connections, applies the
+// connection caps, and starts an HttpConnection for each. Owns the graceful shutdown.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "proxy/context.h"
+#include "proxy/core/loop.h"
+#include "proxy/core/tcp.h"
+#include "proxy/core/timer.h"
+
+namespace proxy {
+
+/// See the file comment.
+class Server {
+  public:
+    Server(core::Loop& loop, std::shared_ptr<const config::Config> config);
+    ~Server();
+
+    /// Resolves backends and binds every listener; logs `event=listening address=…` for each.
+    /// Fails (Code::Config / Code::Io) without leaving anything bound.
+    core::Result<void> start();
+    /// Stops accepting, asks every connection to close (1001 when `going_away`) and arms a
+    /// deadline (drain_timeout) after which the rest is aborted. Idempotent.
+    void stop(bool going_away);
+
+    /// Bound addresses, in config order ("127.0.0.1:43210").
+    std::vector<std::string> addresses() const;
+    Context& context() noexcept { return context_; }
+
+  private:
+    void on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme);
+
+    core::Loop& loop_;
+    Context context_;
+    std::vector<std::unique_ptr<core::TcpListener>> listeners_;
+    std::unique_ptr<core::Timer> drain_timer_;
+    bool stopping_ = false;
+};
+
+} // namespace proxy

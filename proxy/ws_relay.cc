@@ -1,0 +1,611 @@
+#include "proxy/ws_relay.h"
+
+#include "proxy/core/log.h"
+#include "proxy/heartbeat.h"
+#include "proxy/http/response.h"
+#include "proxy/routing.h"
+
+namespace proxy {
+
+using core::Code;
+using core::Error;
+using core::LogLevel;
+using core::Side;
+using CloseMode = core::TcpStream::CloseMode;
+namespace close_code = ws::close_code;
+
+namespace {
+
+/// Request headers forwarded to the backend besides the handshake's own (SPEC §2).
+bool always_forwarded(std::string_view name) {
+    return http::iequals(name, "Cookie") || http::iequals(name, "Authorization");
+}
+
+/// Client data goes to the backend only while it is open and not sent a Close yet.
+bool client_can_send(bool backend_open, bool close_sent) {
+    return backend_open && !close_sent;
+}
+
+} // namespace
+
+WsRelay::WsRelay(Context& context, const RouteRuntime& route,
+                 std::unique_ptr<core::TcpStream> client, ClientSlot slot,
+                 const http::Request& /*request*/, ws::ClientHandshake handshake,
+                 std::string pending)
+    : context_(context),
+      route_(route),
+      limits_(route.route->limits),
+      config_(context.config_ptr()),
+      client_(std::move(client)),
+      slot_(std::move(slot)),
+      handshake_(std::move(handshake)),
+      pending_(std::move(pending)),
+      decoder_(ws::DecoderOptions{ws::Role::Server, route.route->limits.max_message}, *this),
+      client_writer_(ws::Role::Server, nullptr) {
+    client_address_ = client_->peer_address();
+    client_->set_handler(this);
+    client_->set_watermarks(limits_.outbound_queue);
+    client_->pause(core::kPauseHandshake);
+    started_at_ = context_.loop().now();
+    context_.add(this);
+    context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "websocket"}});
+}
+
+WsRelay::~WsRelay() {
+    context_.remove(this);
+}
+
+void WsRelay::start(const http::Request& request) {
+    const config::Route& route = *route_.route;
+    BackendConnection::Target target;
+    target.ip = route_.backend_ip;
+    target.port = route.backend.port;
+    target.request.target = backend_target(route, request);
+    target.request.host_header = route.backend.host_header;
+    for (const auto& p : handshake_.protocols) {
+        bool allowed = route.subprotocols.empty();
+        for (const auto& s : route.subprotocols) {
+            allowed = allowed || s == p;
+        }
+        if (allowed) {
+            target.request.protocols.push_back(p);
+        }
+    }
+    for (const auto& h : request.headers) {
+        bool forward = always_forwarded(h.name);
+        for (const auto& extra : route.forward_headers) {
+            forward = forward || http::iequals(h.name, extra);
+        }
+        if (forward) {
+            target.request.forwarded.push_back(h);
+        }
+    }
+    target.request.forwarded_for = slot_.ip();
+    target.request.forwarded_proto = "http";
+    if (const std::string* host = request.find("Host")) {
+        target.request.forwarded_host = *host;
+    }
+    backend_ = std::make_unique<BackendConnection>(context_, limits_,
+                                                   static_cast<BackendHandler&>(*this));
+    backend_->start(std::move(target));
+}
+
+// ---- backend handshake -----------------------------------------------------------------
+
+void WsRelay::on_backend_open(std::string_view protocol, const http::Response& response) {
+    std::vector<std::string> cookies;
+    for (const auto& h : response.headers) {
+        if (http::iequals(h.name, "Set-Cookie")) {
+            cookies.push_back(h.value);
+        }
+    }
+    client_->write(ws::build_client_101(handshake_.key, protocol, cookies));
+    phase_ = Phase::Open;
+    const std::uint64_t now = context_.loop().now();
+    last_client_read_ = last_client_write_ = now;
+    const HeartbeatPlan client_plan = derive_heartbeat(limits_.idle_timeout);
+    const HeartbeatPlan backend_plan = derive_heartbeat(limits_.backend_idle_timeout);
+    const std::uint64_t tick = std::min(client_plan.tick, backend_plan.tick);
+    tick_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] { on_tick(); });
+    tick_timer_->start(tick, tick);
+    context_.metrics().inc("wsbridge_upgrades_total", {{"result", "accepted"}});
+    if (!pending_.empty()) {
+        std::string held = std::move(pending_);
+        pending_.clear();
+        process_client_bytes(std::as_writable_bytes(std::span<char>(held.data(), held.size())));
+        if (phase_ == Phase::Done) {
+            return;
+        }
+    }
+    client_->resume(core::kPauseHandshake);
+    client_->start_read();
+}
+
+void WsRelay::on_backend_failed(const Error& error, unsigned status,
+                                const http::Response* response) {
+    std::string out;
+    unsigned answered = 502;
+    if (error.code == Code::BackendRejected && status >= 200 && status != 101) {
+        // The backend's status goes back to the client, its body is dropped (SPEC §2).
+        answered = status;
+        std::vector<std::pair<std::string, std::string>> headers;
+        if (response != nullptr) {
+            for (const auto& h : response->headers) {
+                if (http::iequals(h.name, "WWW-Authenticate") ||
+                    http::iequals(h.name, "Retry-After") ||
+                    http::iequals(h.name, "Sec-WebSocket-Version") ||
+                    http::iequals(h.name, "Set-Cookie")) {
+                    headers.emplace_back(h.name, h.value);
+                }
+            }
+        }
+        out = http::build_response(status, headers, {}, true);
+    } else if (error.code == Code::BackendTimeout) {
+        answered = 504;
+        out = http::json_error(504, "backend_timeout",
+                               "The backend did not complete the WebSocket handshake in time.",
+                               true);
+    } else {
+        out = http::json_error(502, "bad_gateway",
+                               error.code == Code::BackendUnreachable
+                                   ? "The backend could not be reached."
+                                   : "The backend answered the WebSocket handshake invalidly.",
+                               true);
+    }
+    client_->write(out);
+    core::log(LogLevel::Warn, "ws_rejected",
+              {{"client", client_address_},
+               {"route", route_.route->path},
+               {"status", answered},
+               {"reason", core::to_string(error.code)},
+               {"detail", error.context}});
+    context_.metrics().inc("wsbridge_upgrades_total", {{"result", "rejected"}});
+    context_.metrics().inc("wsbridge_rejections_total",
+                           {{"transport", "websocket"},
+                            {"reason", core::to_string(error.code)},
+                            {"status", std::to_string(answered)}});
+    closed_by_ = "backend";
+    phase_ = Phase::Done;
+    finished_ = true;
+    client_->close(CloseMode::Flush);
+    context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
+    slot_.release();
+    tick_timer_.reset();
+    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+}
+
+// ---- client → backend ----------------------------------------------------------------------
+
+void WsRelay::on_read(std::span<std::byte> bytes) {
+    process_client_bytes(bytes);
+}
+
+void WsRelay::process_client_bytes(std::span<std::byte> bytes) {
+    last_client_read_ = context_.loop().now();
+    client_ping_sent_at_ = 0;
+    while (!bytes.empty() && phase_ == Phase::Open) {
+        auto r = decoder_.feed(bytes);
+        if (phase_ != Phase::Open) {
+            return;
+        }
+        if (!r) {
+            flush_all();
+            fail_client(r.error());
+            return;
+        }
+        if (*r == 0) {
+            break;
+        }
+        bytes = bytes.subspan(*r);
+    }
+    flush_all();
+}
+
+void WsRelay::on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode /*message*/) {
+    if (client_can_send(backend_->open(), backend_close_sent_)) {
+        backend_->writer().begin_frame(header.fin, header.opcode, header.length);
+    }
+}
+
+void WsRelay::on_data_frame_payload(std::span<const std::byte> bytes) {
+    bytes_in_ += bytes.size();
+    if (client_can_send(backend_->open(), backend_close_sent_)) {
+        backend_->writer().payload(bytes);
+    }
+}
+
+void WsRelay::on_data_frame_end(bool message_end) {
+    if (message_end) {
+        ++msgs_in_;
+    }
+}
+
+void WsRelay::on_ping(std::span<const std::byte> payload) {
+    if (!client_close_sent_) {
+        client_writer_.control(ws::Opcode::Pong, payload);
+    }
+}
+
+void WsRelay::on_pong(std::span<const std::byte> /*payload*/) {
+    // Any read proves liveness (last_client_read_); nothing else to do.
+}
+
+void WsRelay::on_close(std::uint16_t code, std::string_view reason) {
+    client_close_received_ = true;
+    client_close_code_ = code;
+    client_close_reason_ = std::string(reason);
+    decoder_.stop();
+    if (closed_by_.empty()) {
+        closed_by_ = "client";
+    }
+    if (client_close_sent_) {
+        // The client answered the backend's close: complete the backend's handshake too.
+        if (!backend_close_sent_ && backend_->open()) {
+            backend_->writer().close(code, reason);
+            backend_close_sent_ = true;
+        }
+        flush_all();
+        maybe_finish_handshakes();
+        return;
+    }
+    // Client-initiated: relay to the backend and wait for its answer.
+    if (backend_->open() && !backend_close_sent_) {
+        backend_->writer().close(code, reason);
+        backend_close_sent_ = true;
+        backend_->flush();
+        close_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] {
+            on_close_timeout();
+        });
+        close_timer_->start(static_cast<std::uint64_t>(limits_.close_timeout.count()));
+        return;
+    }
+    // No backend to ask: echo the client's close ourselves.
+    client_writer_.close(code, reason);
+    client_close_sent_ = true;
+    maybe_finish_handshakes();
+}
+
+// ---- backend → client ----------------------------------------------------------------------
+
+void WsRelay::on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode /*message*/) {
+    if (!client_close_sent_) {
+        client_writer_.begin_frame(header.fin, header.opcode, header.length);
+    }
+}
+
+void WsRelay::on_backend_frame_payload(std::span<const std::byte> bytes) {
+    bytes_out_ += bytes.size();
+    if (!client_close_sent_) {
+        client_writer_.payload(bytes);
+    }
+}
+
+void WsRelay::on_backend_frame_end(bool message_end) {
+    if (message_end) {
+        ++msgs_out_;
+    }
+    // Flush per read, not per frame: BackendConnection calls flush on its side after each
+    // read; the client side is flushed here only when the frame ends a read's worth of data.
+    if (client_writer_.output().size() >= 16 * 1024) {
+        flush_client();
+    }
+}
+
+void WsRelay::on_backend_close(std::uint16_t code, std::string_view reason) {
+    backend_close_received_ = true;
+    backend_close_code_ = code;
+    backend_close_reason_ = std::string(reason);
+    if (closed_by_.empty()) {
+        closed_by_ = "backend";
+    }
+    if (!client_close_sent_) {
+        client_writer_.close(code, reason);
+        client_close_sent_ = true;
+    }
+    flush_client();
+    if (!client_close_received_) {
+        // Backend-initiated: wait for the client's answer.
+        close_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] {
+            on_close_timeout();
+        });
+        close_timer_->start(static_cast<std::uint64_t>(limits_.close_timeout.count()));
+        return;
+    }
+    maybe_finish_handshakes();
+}
+
+void WsRelay::on_backend_gone(const Error* error) {
+    if (phase_ != Phase::Open) {
+        return;
+    }
+    if (backend_close_received_ || client_close_received_) {
+        // Closing already: complete what the client is owed and end.
+        if (client_close_received_ && !client_close_sent_) {
+            client_writer_.close(client_close_code_, client_close_reason_);
+            client_close_sent_ = true;
+        }
+        flush_client();
+        finish(client_close_code_ != 0 ? client_close_code_ : backend_close_code_,
+               client_close_code_ != 0 ? client_close_reason_ : backend_close_reason_,
+               closed_by_);
+        return;
+    }
+    if (error == nullptr || error->code == Code::Io) {
+        // The backend vanished without a Close frame: the client sees the same (TCP close, an
+        // abnormal 1006 closure), exactly as it would directly.
+        core::log(LogLevel::Info, "backend_gone",
+                  {{"client", client_address_},
+                   {"route", route_.route->path},
+                   {"detail", error != nullptr ? error->context : "eof"}});
+        flush_client();
+        finish(close_code::kAbnormal, "backend closed the connection", "backend");
+        return;
+    }
+    // Dead (PeerTimeout → 1011) or broken (protocol errors → 1014) backend.
+    const std::uint16_t code =
+        error->code == Code::PeerTimeout ? close_code::kInternalError : close_code::kBadGateway;
+    const std::string reason = error->code == Code::PeerTimeout ? "backend timed out"
+                                                                : "backend protocol error";
+    if (!client_writer_.mid_frame() && !client_close_sent_) {
+        client_writer_.close(code, reason);
+        client_close_sent_ = true;
+    }
+    flush_client();
+    core::log(LogLevel::Warn, "backend_failed",
+              {{"client", client_address_},
+               {"route", route_.route->path},
+               {"reason", core::to_string(error->code)},
+               {"detail", error->context}});
+    finish(code, reason, "backend");
+}
+
+void WsRelay::on_backend_write_high() {
+    client_->pause(core::kPausePeerQueueFull);
+}
+
+void WsRelay::on_backend_write_low() {
+    client_->resume(core::kPausePeerQueueFull);
+}
+
+// ---- client stream -------------------------------------------------------------------------
+
+void WsRelay::on_write_high() {
+    if (backend_ && backend_->open()) {
+        backend_->pause(core::kPausePeerQueueFull);
+        backend_paused_by_client_queue_ = true;
+    }
+}
+
+void WsRelay::on_write_low() {
+    if (backend_ && backend_paused_by_client_queue_) {
+        backend_->resume(core::kPausePeerQueueFull);
+        backend_paused_by_client_queue_ = false;
+    }
+}
+
+void WsRelay::on_write_error(const Error& error) {
+    client_gone(error.context);
+}
+
+void WsRelay::on_read_end(const Error* error) {
+    client_gone(error != nullptr ? error->context : "eof");
+}
+
+void WsRelay::client_gone(std::string_view why) {
+    if (phase_ == Phase::Done) {
+        return;
+    }
+    if (phase_ == Phase::Connecting) {
+        phase_ = Phase::Done;
+        finish(close_code::kAbnormal, "client went away during the handshake", "client");
+        return;
+    }
+    if (client_close_sent_ && !client_close_received_ && backend_close_received_) {
+        // We relayed the backend's close; the client left without answering. Answer the
+        // backend with its own code so its handshake completes.
+        if (!backend_close_sent_ && backend_->open()) {
+            backend_->writer().close(backend_close_code_, backend_close_reason_);
+            backend_close_sent_ = true;
+            backend_->flush();
+        }
+        finish(backend_close_code_, backend_close_reason_, closed_by_);
+        return;
+    }
+    if (!backend_close_sent_ && backend_->open() && !backend_->mid_frame()) {
+        backend_->send_close(close_code::kGoingAway, "client went away");
+        backend_close_sent_ = true;
+    }
+    core::log(LogLevel::Debug, "client_gone", {{"client", client_address_}, {"detail", why}});
+    finish(close_code::kAbnormal, "client closed the connection", "client");
+}
+
+void WsRelay::fail_client(const Error& error) {
+    const std::uint16_t code = ws::close_code_for(error.code);
+    if (!client_writer_.mid_frame() && !client_close_sent_) {
+        client_writer_.close(code, error.context);
+        client_close_sent_ = true;
+    }
+    if (backend_->open() && !backend_close_sent_) {
+        if (backend_->mid_frame()) {
+            backend_->close(CloseMode::Abort);
+        } else {
+            backend_->send_close(code, "client protocol error");
+        }
+        backend_close_sent_ = true;
+    }
+    core::log(LogLevel::Info, "ws_client_error",
+              {{"client", client_address_},
+               {"route", route_.route->path},
+               {"code", static_cast<unsigned>(code)},
+               {"reason", core::to_string(error.code)},
+               {"detail", error.context}});
+    context_.metrics().inc("wsbridge_protocol_errors_total",
+                           {{"side", "client"}, {"reason", core::to_string(error.code)}});
+    closed_by_ = "proxy";
+    flush_client();
+    finish(code, error.context, "proxy");
+}
+
+// ---- timers --------------------------------------------------------------------------------
+
+void WsRelay::on_tick() {
+    if (phase_ != Phase::Open) {
+        return;
+    }
+    const std::uint64_t now = context_.loop().now();
+    const HeartbeatPlan plan = derive_heartbeat(limits_.idle_timeout);
+    if (client_ping_sent_at_ != 0 && now - client_ping_sent_at_ >= plan.pong_timeout) {
+        core::log(LogLevel::Info, "ws_client_timeout",
+                  {{"client", client_address_}, {"route", route_.route->path}});
+        context_.metrics().inc("wsbridge_closes_total",
+                               {{"side", "client"}, {"reason", "pong_timeout"}});
+        if (!backend_close_sent_ && backend_->open() && !backend_->mid_frame()) {
+            backend_->send_close(close_code::kGoingAway, "client timed out");
+            backend_close_sent_ = true;
+        }
+        client_->close(CloseMode::Abort);
+        finish(close_code::kAbnormal, "client did not answer a ping in time", "proxy");
+        return;
+    }
+    const bool idle = now - last_client_write_ >= plan.ping_after ||
+                      now - last_client_read_ >= plan.ping_after;
+    if (client_ping_sent_at_ == 0 && idle && !client_writer_.mid_frame() && !client_close_sent_) {
+        client_writer_.control(ws::Opcode::Ping, {});
+        flush_client();
+        client_ping_sent_at_ = now;
+    }
+    backend_->heartbeat(now);
+}
+
+void WsRelay::on_close_timeout() {
+    if (phase_ != Phase::Open) {
+        return;
+    }
+    if (backend_close_sent_ && !backend_close_received_ && client_close_received_) {
+        // The backend never answered the client's close: answer it ourselves.
+        if (!client_close_sent_) {
+            client_writer_.close(client_close_code_, client_close_reason_);
+            client_close_sent_ = true;
+            flush_client();
+        }
+        finish(client_close_code_, client_close_reason_, closed_by_);
+        return;
+    }
+    if (client_close_sent_ && !client_close_received_) {
+        // The client never answered the backend's close.
+        if (!backend_close_sent_ && backend_->open()) {
+            backend_->writer().close(backend_close_code_, backend_close_reason_);
+            backend_close_sent_ = true;
+            backend_->flush();
+        }
+        finish(backend_close_code_, backend_close_reason_, closed_by_);
+        return;
+    }
+    finish(close_code::kAbnormal, "close handshake timed out", closed_by_);
+}
+
+void WsRelay::maybe_finish_handshakes() {
+    const bool client_done = client_close_sent_ && client_close_received_;
+    const bool backend_done = backend_close_received_ || !backend_->open();
+    if (client_done && backend_done) {
+        finish(client_close_code_ != 0 ? client_close_code_ : backend_close_code_,
+               client_close_code_ != 0 ? client_close_reason_ : backend_close_reason_,
+               closed_by_);
+    }
+}
+
+// ---- output and the end --------------------------------------------------------------------
+
+void WsRelay::flush_client() {
+    if (!client_writer_.has_output()) {
+        return;
+    }
+    client_->write(client_writer_.output());
+    client_writer_.clear();
+    last_client_write_ = context_.loop().now();
+    // Slow consumer: the queue can only pass twice its watermark if the backend kept
+    // sending while paused (control frames, a read already in progress).
+    if (client_->queued_bytes() > 2 * limits_.outbound_queue + 64 * 1024) {
+        context_.metrics().inc("wsbridge_closes_total",
+                               {{"side", "client"}, {"reason", "slow_consumer"}});
+        finish(close_code::kPolicyViolation, "slow consumer", "proxy");
+    }
+}
+
+void WsRelay::flush_all() {
+    if (backend_ && phase_ == Phase::Open) {
+        backend_->flush();
+    }
+    if (phase_ == Phase::Open) {
+        flush_client();
+    }
+}
+
+void WsRelay::shutdown(bool going_away) {
+    if (phase_ == Phase::Done) {
+        return;
+    }
+    if (phase_ == Phase::Connecting) {
+        client_->write(http::json_error(503, "draining", "The proxy is shutting down.", true));
+        phase_ = Phase::Done;
+        finish(close_code::kGoingAway, "proxy shutting down", "proxy");
+        return;
+    }
+    if (going_away) {
+        if (!client_close_sent_ && !client_writer_.mid_frame()) {
+            client_writer_.close(close_code::kGoingAway, "proxy shutting down");
+            client_close_sent_ = true;
+        }
+        if (!backend_close_sent_ && backend_->open() && !backend_->mid_frame()) {
+            backend_->writer().close(close_code::kGoingAway, "proxy shutting down");
+            backend_close_sent_ = true;
+        }
+        flush_all();
+    }
+    finish(close_code::kGoingAway, "proxy shutting down", "proxy");
+}
+
+void WsRelay::finish(std::uint16_t code, std::string_view reason, std::string_view by) {
+    if (finished_) {
+        return;
+    }
+    finished_ = true;
+    const bool was_open = phase_ == Phase::Open;
+    phase_ = Phase::Done;
+    tick_timer_.reset();
+    close_timer_.reset();
+    client_->close(CloseMode::Flush);
+    if (backend_) {
+        backend_->close(CloseMode::Flush);
+    }
+    const std::uint64_t duration = context_.loop().now() - started_at_;
+    core::log(LogLevel::Info, "ws_closed",
+              {{"client", client_address_},
+               {"route", route_.route->path},
+               {"duration_ms", duration},
+               {"msgs_in", msgs_in_},
+               {"bytes_in", bytes_in_},
+               {"msgs_out", msgs_out_},
+               {"bytes_out", bytes_out_},
+               {"code", static_cast<unsigned>(code)},
+               {"reason", reason},
+               {"by", by.empty() ? std::string_view("proxy") : by}});
+    auto& m = context_.metrics();
+    if (was_open) {
+        m.inc("wsbridge_messages_total", {{"transport", "websocket"}, {"direction", "in"}},
+              msgs_in_);
+        m.inc("wsbridge_bytes_total", {{"transport", "websocket"}, {"direction", "in"}},
+              bytes_in_);
+        m.inc("wsbridge_messages_total", {{"transport", "websocket"}, {"direction", "out"}},
+              msgs_out_);
+        m.inc("wsbridge_bytes_total", {{"transport", "websocket"}, {"direction", "out"}},
+              bytes_out_);
+    }
+    m.inc("wsbridge_ws_closes_total", {{"code", std::to_string(code)},
+                                       {"by", by.empty() ? std::string_view("proxy") : by}});
+    m.gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
+    slot_.release();
+    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+}
+
+} // namespace proxy

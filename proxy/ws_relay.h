@@ -1,0 +1,127 @@
+#pragma once
+// WsRelay: one WebSocket client bridged transparently to one backend WebSocket connection
+// (SPEC §2). Backend first: the client's 101 is sent only after the backend's valid 101, and
+// client bytes pipelined behind the upgrade request are held until then.
+//
+// After both 101s, frames are relayed as they arrive, in order, streaming (a frame's payload is
+// forwarded before the frame is complete), text/binary and fragmentation kept, client frames
+// unmasked and re-masked with fresh keys. Ping/pong are per hop. Close frames are relayed and
+// each close handshake completes (or times out after close_timeout). Backpressure: when one
+// side's write queue passes its high watermark, reading from the other side pauses until it
+// drains to the low watermark.
+//
+// Lifetime: created by HttpConnection, owned by itself; registered in the Context; finish()
+// logs one line, updates metrics and defers its own deletion.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "proxy/backend_connection.h"
+#include "proxy/client_slot.h"
+#include "proxy/context.h"
+#include "proxy/core/tcp.h"
+#include "proxy/core/timer.h"
+#include "proxy/http/message.h"
+#include "proxy/ws/decoder.h"
+#include "proxy/ws/handshake.h"
+#include "proxy/ws/writer.h"
+
+namespace proxy {
+
+/// See the file comment.
+class WsRelay final : public Closable,
+                      private core::StreamHandler,
+                      private ws::DecoderHandler,
+                      private BackendHandler {
+  public:
+    /// Takes the client stream (reading paused) and the request; `pending` holds client bytes
+    /// already read after the request head.
+    WsRelay(Context& context, const RouteRuntime& route, std::unique_ptr<core::TcpStream> client,
+            ClientSlot slot, const http::Request& request, ws::ClientHandshake handshake,
+            std::string pending);
+    ~WsRelay() override;
+
+    /// Starts the backend connection. Must be called once, right after construction, with the
+    /// relay owned by nobody: it deletes itself (deferred) when done.
+    void start(const http::Request& request);
+
+    /// Shutdown/drain: close 1001 both ways (going_away) or abort.
+    void shutdown(bool going_away) override;
+
+  private:
+    enum class Phase : std::uint8_t { Connecting, Open, Done };
+
+    // Client stream.
+    void on_read(std::span<std::byte> bytes) override;
+    void on_read_end(const core::Error* error) override;
+    void on_write_high() override;
+    void on_write_low() override;
+    void on_write_error(const core::Error& error) override;
+    // Client decoder.
+    void on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
+    void on_data_frame_payload(std::span<const std::byte> bytes) override;
+    void on_data_frame_end(bool message_end) override;
+    void on_ping(std::span<const std::byte> payload) override;
+    void on_pong(std::span<const std::byte> payload) override;
+    void on_close(std::uint16_t code, std::string_view reason) override;
+    // Backend.
+    void on_backend_open(std::string_view protocol, const http::Response& response) override;
+    void on_backend_failed(const core::Error& error, unsigned status,
+                           const http::Response* response) override;
+    void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
+    void on_backend_frame_payload(std::span<const std::byte> bytes) override;
+    void on_backend_frame_end(bool message_end) override;
+    void on_backend_close(std::uint16_t code, std::string_view reason) override;
+    void on_backend_gone(const core::Error* error) override;
+    void on_backend_write_high() override;
+    void on_backend_write_low() override;
+
+    void process_client_bytes(std::span<std::byte> bytes);
+    void flush_client();
+    void flush_all();
+    void fail_client(const core::Error& error);
+    void client_gone(std::string_view why);
+    void on_tick();
+    void on_close_timeout();
+    void maybe_finish_handshakes();
+    /// Ends the relay: closes both streams (Flush), logs, counts, defers deletion.
+    void finish(std::uint16_t code, std::string_view reason, std::string_view by);
+
+    Context& context_;
+    const RouteRuntime& route_;
+    const config::RouteLimits& limits_;
+    std::shared_ptr<const config::Config> config_;  ///< keeps route_ alive across reloads
+    std::unique_ptr<core::TcpStream> client_;
+    ClientSlot slot_;
+    ws::ClientHandshake handshake_;
+    std::string pending_;          ///< client bytes held until both 101s
+    std::string client_address_;
+    ws::Decoder decoder_;
+    ws::FrameWriter client_writer_;
+    std::unique_ptr<BackendConnection> backend_;
+    std::unique_ptr<core::Timer> tick_timer_;
+    std::unique_ptr<core::Timer> close_timer_;
+    Phase phase_ = Phase::Connecting;
+    bool client_close_sent_ = false;
+    bool client_close_received_ = false;
+    bool backend_close_sent_ = false;
+    bool backend_close_received_ = false;
+    std::uint16_t client_close_code_ = 0;    ///< code the client sent
+    std::string client_close_reason_;
+    std::uint16_t backend_close_code_ = 0;   ///< code the backend sent
+    std::string backend_close_reason_;
+    std::string closed_by_;                  ///< who started closing: client, backend, proxy
+    std::uint64_t started_at_ = 0;
+    std::uint64_t last_client_read_ = 0;
+    std::uint64_t last_client_write_ = 0;
+    std::uint64_t client_ping_sent_at_ = 0;
+    std::uint64_t msgs_in_ = 0;    ///< client → backend
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t msgs_out_ = 0;   ///< backend → client
+    std::uint64_t bytes_out_ = 0;
+    bool backend_paused_by_client_queue_ = false;
+    bool finished_ = false;
+};
+
+} // namespace proxy
