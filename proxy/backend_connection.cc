@@ -147,6 +147,7 @@ void BackendConnection::decode(std::span<std::byte> bytes) {
     }
     if (!closed_) {
         flush();
+        handler_.on_backend_read_done();
     }
 }
 

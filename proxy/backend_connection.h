@@ -43,6 +43,9 @@ class BackendHandler {
     virtual void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) = 0;
     virtual void on_backend_frame_payload(std::span<const std::byte> bytes) = 0;
     virtual void on_backend_frame_end(bool message_end) = 0;
+    /// Every frame of one read from the backend was delivered: the owner flushes what it
+    /// staged for the client (one write per read, not per frame).
+    virtual void on_backend_read_done() = 0;
     /// The backend sent a Close frame.
     virtual void on_backend_close(std::uint16_t code, std::string_view reason) = 0;
     /// After open: the backend broke the protocol (`error` has a ProtocolError-like code),

@@ -284,9 +284,15 @@ void WsRelay::on_backend_frame_end(bool message_end) {
     if (message_end) {
         ++msgs_out_;
     }
-    // Flush per read, not per frame: BackendConnection calls flush on its side after each
-    // read; the client side is flushed here only when the frame ends a read's worth of data.
+    // Output is flushed once per backend read (on_backend_read_done); large reads are
+    // flushed early so the staging buffer stays near one read chunk.
     if (client_writer_.output().size() >= 16 * 1024) {
+        flush_client();
+    }
+}
+
+void WsRelay::on_backend_read_done() {
+    if (phase_ == Phase::Open) {
         flush_client();
     }
 }

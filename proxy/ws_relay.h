@@ -72,6 +72,7 @@ class WsRelay final : public Closable,
     void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
     void on_backend_frame_payload(std::span<const std::byte> bytes) override;
     void on_backend_frame_end(bool message_end) override;
+    void on_backend_read_done() override;
     void on_backend_close(std::uint16_t code, std::string_view reason) override;
     void on_backend_gone(const core::Error* error) override;
     void on_backend_write_high() override;
