@@ -16,6 +16,7 @@ Server::~Server() {
     for (auto& l : listeners_) {
         l->close();
     }
+    admin_.reset();
 }
 
 core::Result<void> Server::start() {
@@ -44,6 +45,17 @@ core::Result<void> Server::start() {
         }
         core::log(LogLevel::Info, "listening", {{"address", listener->local_address()}});
         listeners_.push_back(std::move(listener));
+    }
+    if (const auto& admin = context_.config().admin) {
+        admin_ = std::make_unique<AdminServer>(context_);
+        if (auto r = admin_->start(admin->host, admin->port); !r) {
+            for (auto& l : listeners_) {
+                l->close();
+            }
+            listeners_.clear();
+            admin_.reset();
+            return r;
+        }
     }
     return {};
 }
@@ -87,6 +99,9 @@ void Server::stop(bool going_away) {
     context_.set_draining();
     for (auto& l : listeners_) {
         l->close();
+    }
+    if (admin_) {
+        admin_->stop();
     }
     context_.shutdown_all(going_away);
     const auto deadline = static_cast<std::uint64_t>(context_.config().drain_timeout.count());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/admin.h"
 #include "proxy/context.h"
 #include "proxy/core/loop.h"
 #include "proxy/core/tcp.h"
@@ -30,6 +31,8 @@ class Server {
     /// Bound addresses, in config order ("127.0.0.1:43210").
     std::vector<std::string> addresses() const;
     Context& context() noexcept { return context_; }
+    /// The admin listener's bound address, or "" without one.
+    std::string admin_address() const { return admin_ ? admin_->address() : std::string(); }
 
   private:
     void on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme);
@@ -37,6 +40,7 @@ class Server {
     core::Loop& loop_;
     Context context_;
     std::vector<std::unique_ptr<core::TcpListener>> listeners_;
+    std::unique_ptr<AdminServer> admin_;
     std::unique_ptr<core::Timer> drain_timer_;
     bool stopping_ = false;
 };

@@ -129,12 +129,14 @@ bool Loop::close_all() {
     }
     uv_run(loop_, UV_RUN_NOWAIT);
     drain_deferred();
-    for (int i = 0; i < 100 && uv_loop_close(loop_) == UV_EBUSY; ++i) {
+    int r = uv_loop_close(loop_);
+    for (int i = 0; i < 100 && r == UV_EBUSY; ++i) {
         uv_walk(loop_, close_walk_cb, nullptr);
         uv_run(loop_, UV_RUN_NOWAIT);
         drain_deferred();
+        r = uv_loop_close(loop_);
     }
-    closed_ = uv_loop_close(loop_) == 0;
+    closed_ = r == 0;
     return closed_;
 }
 
