@@ -98,6 +98,23 @@ bool HttpConnection::handle_request(std::string_view rest) {
     if (ws::wants_websocket(request)) {
         return handle_upgrade(*route, rest);
     }
+    // SSE and long-polling (SPEC §3) are the next release; say so rather than "bad request".
+    const std::string_view query = request.query();
+    const std::string* accept = request.find("Accept");
+    const bool sse = accept != nullptr && accept->find("text/event-stream") != std::string::npos;
+    const bool session_request = query.find("transport=longpoll") != std::string_view::npos ||
+                                 query.find("session=") != std::string_view::npos;
+    if (sse || session_request || request.method == "OPTIONS") {
+        respond_error(501, "transport_unavailable",
+                      "Server-Sent Events and long-polling are not available in this version; "
+                      "use WebSocket.",
+                      close, "transport not implemented");
+        if (!close) {
+            header_timer_.start(
+                static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
+        }
+        return !close;
+    }
     respond_error(400, "bad_transport",
                   "Use a WebSocket upgrade, Server-Sent Events (Accept: text/event-stream) or "
                   "long-polling (?transport=longpoll) on this route.",

@@ -17,10 +17,10 @@ constexpr std::uint64_t kFlushDeadlineMs = 5000;
 /// the Impl deletes itself in the handle's close callback.
 struct TcpStream::Impl {
     uv_tcp_t tcp{};
-    uv_timer_t flush_timer{};
+    uv_timer_t* flush_timer = nullptr;  ///< only during a Flush close (saves idle memory)
     Loop& loop;
     StreamHandler* handler = nullptr;
-    std::deque<std::string> queue;     ///< owned bytes not yet handed to uv_write
+    std::vector<std::string> queue;    ///< owned bytes not yet handed to uv_write (FIFO)
     struct WriteReq* in_flight = nullptr;
     struct ConnectReq* connecting = nullptr;
     std::size_t queued_bytes = 0;
@@ -69,6 +69,9 @@ namespace {
 
 void handle_closed_cb(uv_handle_t* handle) noexcept {
     auto* impl = static_cast<TcpStream::Impl*>(handle->data);
+    if (handle->type == UV_TIMER) {
+        delete reinterpret_cast<uv_timer_t*>(handle);
+    }
     if (--impl->handles_open == 0) {
         delete impl;
     }
@@ -239,10 +242,10 @@ void TcpStream::Impl::flush_queue() {
     const std::size_t n = std::min(queue.size(), kMaxIov);
     w->chunks.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
-        w->bytes += queue.front().size();
-        w->chunks.push_back(std::move(queue.front()));
-        queue.pop_front();
+        w->bytes += queue[i].size();
+        w->chunks.push_back(std::move(queue[i]));
     }
+    queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(n));
     std::array<uv_buf_t, kMaxIov> bufs{};
     for (std::size_t i = 0; i < n; ++i) {
         bufs[i] = uv_buf_init(w->chunks[i].data(), static_cast<unsigned>(w->chunks[i].size()));
@@ -309,9 +312,10 @@ void TcpStream::Impl::close_handle() {
         connecting->owner = nullptr;
         connecting = nullptr;
     }
-    if (handles_open == 2) {
-        uv_timer_stop(&flush_timer);
-        uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer), handle_closed_cb);
+    if (flush_timer != nullptr) {
+        uv_timer_stop(flush_timer);
+        uv_close(reinterpret_cast<uv_handle_t*>(flush_timer), handle_closed_cb);
+        flush_timer = nullptr;
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp), handle_closed_cb);
 }
@@ -425,10 +429,11 @@ void TcpStream::close(CloseMode mode) {
     // Flush: write what is queued, send FIN, then discard input until the peer's FIN so the
     // kernel does not answer unread bytes with a RST that would destroy our last response.
     impl->flushing = true;
-    uv_timer_init(impl->loop.raw(), &impl->flush_timer);
-    impl->flush_timer.data = impl;
+    impl->flush_timer = new uv_timer_t;
+    uv_timer_init(impl->loop.raw(), impl->flush_timer);
+    impl->flush_timer->data = impl;
     impl->handles_open = 2;
-    uv_timer_start(&impl->flush_timer, flush_timer_cb, kFlushDeadlineMs, 0);
+    uv_timer_start(impl->flush_timer, flush_timer_cb, kFlushDeadlineMs, 0);
     impl->update_reading();
     impl->maybe_finish_flush();
 }
