@@ -100,6 +100,7 @@ void WsRelay::on_backend_open(std::string_view protocol, const http::Response& r
         }
     }
     client_->write(ws::build_client_101(handshake_.key, protocol, cookies));
+    handshake_ = ws::ClientHandshake{};  // not needed any more; idle relays stay small
     phase_ = Phase::Open;
     const std::uint64_t now = context_.loop().now();
     last_client_read_ = last_client_write_ = now;
