@@ -515,9 +515,10 @@ void WsRelay::maybe_finish_handshakes() {
     const bool client_done = client_close_sent_ && client_close_received_;
     const bool backend_done = backend_close_received_ || !backend_->open();
     if (client_done && backend_done) {
-        finish(client_close_code_ != 0 ? client_close_code_ : backend_close_code_,
-               client_close_code_ != 0 ? client_close_reason_ : backend_close_reason_,
-               closed_by_);
+        // Log the initiator's code and reason, not the answer's.
+        const bool by_backend = closed_by_ == "backend" && backend_close_received_;
+        finish(by_backend ? backend_close_code_ : client_close_code_,
+               by_backend ? backend_close_reason_ : client_close_reason_, closed_by_);
     }
 }
 
