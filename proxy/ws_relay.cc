@@ -41,7 +41,8 @@ WsRelay::WsRelay(Context& context, const RouteRuntime& route,
       handshake_(std::move(handshake)),
       pending_(std::move(pending)),
       decoder_(ws::DecoderOptions{ws::Role::Server, route.route->limits.max_message}, *this),
-      client_writer_(ws::Role::Server, nullptr) {
+      client_writer_(ws::Role::Server, nullptr),
+      rate_(route.route->limits.rate, context.loop().now()) {
     client_address_ = client_->peer_address();
     client_->set_handler(this);
     client_->set_watermarks(limits_.outbound_queue);
@@ -194,6 +195,11 @@ void WsRelay::process_client_bytes(std::span<std::byte> bytes) {
             fail_client(r.error());
             return;
         }
+        if (rate_exceeded_) {
+            flush_all();
+            fail_client(Error{Code::PolicyViolation, Side::Client, "message rate exceeded"});
+            return;
+        }
         if (*r == 0) {
             break;
         }
@@ -216,8 +222,14 @@ void WsRelay::on_data_frame_payload(std::span<const std::byte> bytes) {
 }
 
 void WsRelay::on_data_frame_end(bool message_end) {
-    if (message_end) {
-        ++msgs_in_;
+    if (!message_end) {
+        return;
+    }
+    ++msgs_in_;
+    if (!rate_.take(context_.loop().now())) {
+        // Over the route's message rate (SPEC §5): close 1008 after this complete message.
+        decoder_.stop();
+        rate_exceeded_ = true;
     }
 }
 

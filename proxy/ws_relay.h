@@ -22,6 +22,7 @@
 #include "proxy/context.h"
 #include "proxy/core/tcp.h"
 #include "proxy/core/timer.h"
+#include "proxy/rate_limiter.h"
 #include "proxy/http/message.h"
 #include "proxy/ws/decoder.h"
 #include "proxy/ws/handshake.h"
@@ -123,6 +124,8 @@ class WsRelay final : public Closable,
     std::uint64_t bytes_out_ = 0;
     bool backend_paused_by_client_queue_ = false;
     bool finished_ = false;
+    bool rate_exceeded_ = false;
+    RateLimiter rate_;               ///< client → backend messages (close 1008 when over)
 };
 
 } // namespace proxy
