@@ -45,6 +45,29 @@ void Context::shutdown_all(bool going_away) {
     }
 }
 
+Session* Context::find_session(std::string_view id) const {
+    const auto it = sessions_.find(std::string(id));
+    return it == sessions_.end() ? nullptr : it->second;
+}
+
+void Context::add_session(std::string_view id, Session* session) {
+    sessions_.emplace(std::string(id), session);
+}
+
+void Context::remove_session(std::string_view id) {
+    sessions_.erase(std::string(id));
+}
+
+std::size_t Context::route_sessions(const config::Route* route) const {
+    const auto it = route_sessions_.find(route);
+    return it == route_sessions_.end() ? 0 : it->second;
+}
+
+void Context::count_route_session(const config::Route* route, int delta) {
+    auto& n = route_sessions_[route];
+    n = delta < 0 ? (n > 0 ? n - 1 : 0) : n + 1;
+}
+
 bool Context::admit_client(const std::string& ip) {
     const auto& limits = config_->limits;
     if (clients_ >= limits.max_connections) {

@@ -16,6 +16,8 @@
 
 namespace proxy {
 
+class Session;
+
 /// Something the worker can ask to go away (shutdown, drain).
 class Closable : public core::DeferredDeletable {
   public:
@@ -59,6 +61,15 @@ class Context {
     void release_client(const std::string& ip);
     std::size_t client_count() const noexcept { return clients_; }
 
+    /// Session registry (SSE and long-poll sessions of this worker), keyed by id.
+    Session* find_session(std::string_view id) const;
+    void add_session(std::string_view id, Session* session);
+    void remove_session(std::string_view id);
+    std::size_t session_count() const noexcept { return sessions_.size(); }
+    /// Live sessions of one route (for its max_sessions cap).
+    std::size_t route_sessions(const config::Route* route) const;
+    void count_route_session(const config::Route* route, int delta);
+
     /// True once shutdown started: new requests get 503.
     bool draining() const noexcept { return draining_; }
     void set_draining() noexcept { draining_ = true; }
@@ -70,6 +81,8 @@ class Context {
     Metrics metrics_;
     std::vector<RouteRuntime> routes_;
     std::unordered_set<Closable*> live_;
+    std::unordered_map<std::string, Session*> sessions_;
+    std::unordered_map<const config::Route*, std::size_t> route_sessions_;
     std::unordered_map<std::string, std::uint32_t> per_ip_;
     std::size_t clients_ = 0;
     bool draining_ = false;

@@ -1,0 +1,404 @@
+#include "proxy/session.h"
+
+#include <array>
+
+#include "proxy/core/log.h"
+#include "proxy/heartbeat.h"
+#include "proxy/routing.h"
+#include "proxy/tls/crypto.h"
+
+namespace proxy {
+
+using core::Code;
+using core::Error;
+using core::LogLevel;
+namespace close_code = ws::close_code;
+
+std::string make_session_id(std::string_view instance) {
+    std::array<std::byte, 16> raw{};
+    tls::random_bytes(raw);
+    std::string id;
+    if (!instance.empty()) {
+        id.append(instance);
+        id.push_back('-');
+    }
+    id.append(tls::base64url_encode(raw));
+    return id;
+}
+
+Session::Session(Context& context, const RouteRuntime& route, std::string id)
+    : context_(context),
+      route_(route),
+      limits_(route.route->limits),
+      config_(context.config_ptr()),
+      id_(std::move(id)),
+      replay_(route.route->limits.replay_buffer, route.route->limits.replay_messages) {
+    // Pause before the replay buffer could have to evict an undelivered message: one more
+    // message (≤ max_message) may arrive after the pause.
+    pause_threshold_ = std::min<std::uint64_t>(limits_.outbound_queue, limits_.replay_buffer / 2);
+    started_at_ = context_.loop().now();
+    context_.add(this);
+    context_.add_session(id_, this);
+    context_.count_route_session(route_.route, +1);
+    context_.metrics().gauge_add("wsbridge_sessions", 1);
+}
+
+Session::~Session() {
+    context_.remove(this);
+}
+
+void Session::start(const http::Request& request, const std::string& client_ip,
+                    SessionOpener* opener) {
+    opener_ = opener;
+    client_ip_ = client_ip;
+    const config::Route& route = *route_.route;
+    BackendConnection::Target target;
+    target.ip = route_.backend_ip;
+    target.port = route.backend.port;
+    target.request.target = backend_target(route, request);
+    target.request.host_header = route.backend.host_header;
+    for (const auto& h : request.headers) {
+        bool forward = http::iequals(h.name, "Cookie") || http::iequals(h.name, "Authorization");
+        for (const auto& extra : route.forward_headers) {
+            forward = forward || http::iequals(h.name, extra);
+        }
+        if (forward) {
+            target.request.forwarded.push_back(h);
+        }
+    }
+    // A subprotocol for a session comes from the reserved `protocol` query parameter.
+    std::string_view query = request.query();
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view param = query.substr(0, amp);
+        if (param.rfind("protocol=", 0) == 0 && param.size() > 9) {
+            const std::string p(param.substr(9));
+            bool allowed = route.subprotocols.empty();
+            for (const auto& s : route.subprotocols) {
+                allowed = allowed || s == p;
+            }
+            if (allowed && http::is_token(p)) {
+                target.request.protocols.push_back(p);
+            }
+        }
+        if (amp == std::string_view::npos) {
+            break;
+        }
+        query.remove_prefix(amp + 1);
+    }
+    target.request.forwarded_for = client_ip;
+    target.request.forwarded_proto = "http";
+    if (const std::string* host = request.find("Host")) {
+        target.request.forwarded_host = *host;
+    }
+    backend_ = std::make_unique<BackendConnection>(context_, limits_,
+                                                   static_cast<BackendHandler&>(*this));
+    backend_->start(std::move(target));
+}
+
+void Session::cancel_opener(SessionOpener* opener) noexcept {
+    if (opener_ == opener) {
+        opener_ = nullptr;
+    }
+}
+
+void Session::on_backend_open(std::string_view /*protocol*/, const http::Response& /*resp*/) {
+    open_ = true;
+    const HeartbeatPlan plan = derive_heartbeat(limits_.backend_idle_timeout);
+    tick_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] { on_tick(); });
+    tick_timer_->start(plan.tick, plan.tick);
+    context_.metrics().inc("wsbridge_sessions_opened_total");
+    if (opener_ != nullptr) {
+        SessionOpener* opener = opener_;
+        opener_ = nullptr;
+        opener->on_session_open();
+    }
+    if (transport_ == nullptr && !ended_) {
+        start_resume_timer();
+    }
+}
+
+void Session::on_backend_failed(const Error& error, unsigned status,
+                                const http::Response* /*response*/) {
+    unsigned answer = 502;
+    if (error.code == Code::BackendRejected && status >= 200 && status != 101) {
+        answer = status;
+    } else if (error.code == Code::BackendTimeout) {
+        answer = 504;
+    }
+    SessionOpener* opener = opener_;
+    opener_ = nullptr;
+    context_.metrics().inc("wsbridge_rejections_total",
+                           {{"transport", "session"},
+                            {"reason", core::to_string(error.code)},
+                            {"status", std::to_string(answer)}});
+    core::log(LogLevel::Warn, "session_rejected",
+              {{"session", id_},
+               {"route", route_.route->path},
+               {"status", answer},
+               {"reason", core::to_string(error.code)},
+               {"detail", error.context}});
+    close_ = transports::CloseInfo{close_code::kBadGateway, "backend refused the session"};
+    end("backend_failed");
+    if (opener != nullptr) {
+        opener->on_session_failed(error, answer);
+    }
+}
+
+void Session::on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) {
+    if (header.opcode != ws::Opcode::Continuation) {
+        assembling_.clear();
+        assembling_binary_ = message == ws::Opcode::Binary;
+    }
+    // The decoder already checked the message length against max_message.
+    assembling_.reserve(assembling_.size() + static_cast<std::size_t>(header.length));
+}
+
+void Session::on_backend_frame_payload(std::span<const std::byte> bytes) {
+    assembling_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+void Session::on_backend_frame_end(bool message_end) {
+    if (!message_end) {
+        return;
+    }
+    const std::size_t size = assembling_.size();
+    std::size_t lost = 0;
+    std::string payload;
+    payload.swap(assembling_);
+    (void)replay_.push(assembling_binary_, std::move(payload), &lost);
+    ++msgs_out_;
+    bytes_out_ += size;
+    undelivered_bytes_ += size;
+    if (lost != 0) {
+        // Only reachable when a single message is larger than the room left; the client will
+        // get an explicit gap when it asks for these. Recount exactly (rare path).
+        undelivered_bytes_ = replay_.bytes_after(delivered_seq_);
+        context_.metrics().inc("wsbridge_replay_evictions_total", {}, lost);
+    }
+    update_backpressure();
+}
+
+void Session::on_backend_read_done() {
+    notify_transport();
+}
+
+void Session::on_backend_close(std::uint16_t code, std::string_view reason) {
+    // Complete the backend's close handshake, then deliver the close after every message.
+    backend_->send_close(code == close_code::kNoStatus ? close_code::kNormal : code, reason);
+    backend_->close(core::TcpStream::CloseMode::Flush);
+    backend_ended(code, std::string(reason));
+}
+
+void Session::on_backend_gone(const Error* error) {
+    if (close_) {
+        return;
+    }
+    std::uint16_t code = close_code::kAbnormal;
+    std::string reason = "backend closed the connection";
+    if (error != nullptr && error->code == Code::PeerTimeout) {
+        code = close_code::kInternalError;
+        reason = "backend timed out";
+    } else if (error != nullptr && error->code != Code::Io) {
+        code = close_code::kBadGateway;
+        reason = "backend protocol error";
+    }
+    backend_ended(code, std::move(reason));
+}
+
+void Session::backend_ended(std::uint16_t code, std::string reason) {
+    if (close_) {
+        return;
+    }
+    close_ = transports::CloseInfo{code, std::move(reason)};
+    tick_timer_.reset();
+    core::log(LogLevel::Info, "session_backend_closed",
+              {{"session", id_}, {"code", static_cast<unsigned>(code)}, {"reason", close_->reason}});
+    notify_transport();
+    if (transport_ == nullptr && !ended_) {
+        start_resume_timer();
+    }
+}
+
+void Session::notify_transport() {
+    if (transport_ != nullptr) {
+        transport_->on_messages();
+    }
+}
+
+void Session::delivered(std::uint64_t seq) {
+    seq = std::min(seq, replay_.last_seq());
+    if (seq <= delivered_seq_) {
+        return;
+    }
+    // Subtract what became delivered; evicted messages were accounted for at eviction.
+    const auto& stored = replay_.messages();
+    for (std::size_t i = replay_.index_after(delivered_seq_);
+         i < stored.size() && stored[i].seq <= seq; ++i) {
+        undelivered_bytes_ -= std::min<std::uint64_t>(undelivered_bytes_, stored[i].payload.size());
+    }
+    delivered_seq_ = seq;
+    update_backpressure();
+}
+
+void Session::acknowledged(std::uint64_t seq) {
+    delivered(seq);  // first: it reads the sizes of the messages ack() drops
+    replay_.ack(seq);
+}
+
+void Session::set_transport_full(bool full) {
+    transport_full_ = full;
+    update_backpressure();
+}
+
+void Session::update_backpressure() {
+    if (!backend_ || !open_) {
+        return;
+    }
+    const bool want_pause = transport_full_ || undelivered_bytes_ > pause_threshold_;
+    const bool may_resume = !transport_full_ && undelivered_bytes_ <= pause_threshold_ / 2;
+    if (!paused_ && want_pause) {
+        paused_ = true;
+        backend_->pause(core::kPausePeerQueueFull);
+        context_.metrics().inc("wsbridge_backend_pauses_total", {{"transport", "session"}});
+    } else if (paused_ && may_resume) {
+        paused_ = false;
+        backend_->resume(core::kPausePeerQueueFull);
+    }
+}
+
+void Session::attach(transports::Transport& transport) {
+    if (transport_ != nullptr && transport_ != &transport) {
+        transports::Transport* old = transport_;
+        transport_ = nullptr;
+        old->on_replaced();
+    }
+    transport_ = &transport;
+    transport_full_ = false;
+    resume_timer_.reset();
+    update_backpressure();
+}
+
+void Session::detach(transports::Transport& transport) {
+    if (transport_ != &transport) {
+        return;
+    }
+    transport_ = nullptr;
+    transport_full_ = false;
+    update_backpressure();
+    if (!ended_) {
+        start_resume_timer();
+    }
+}
+
+void Session::start_resume_timer() {
+    resume_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] {
+        end(close_ ? "closed" : "resume_window_expired");
+    });
+    resume_timer_->start(static_cast<std::uint64_t>(limits_.resume_window.count()));
+}
+
+void Session::on_tick() {
+    if (backend_ && open_) {
+        backend_->heartbeat(context_.loop().now());
+    }
+}
+
+SendOutcome Session::send(std::uint64_t first_seq, std::vector<ClientMessage>& messages) {
+    SendOutcome out;
+    if (first_seq > next_client_seq_) {
+        out.kind = SendOutcome::Kind::SeqGap;
+        out.expected_seq = next_client_seq_;
+        return out;
+    }
+    if (close_ || !open_ || !backend_->open()) {
+        out.kind = SendOutcome::Kind::Closed;
+        out.expected_seq = next_client_seq_;
+        return out;
+    }
+    if (backend_->queued_bytes() > limits_.outbound_queue) {
+        out.kind = SendOutcome::Kind::Busy;
+        out.expected_seq = next_client_seq_;
+        return out;
+    }
+    std::uint64_t seq = first_seq;
+    for (auto& m : messages) {
+        if (seq == next_client_seq_) {
+            auto& w = backend_->writer();
+            w.begin_frame(true, m.binary ? ws::Opcode::Binary : ws::Opcode::Text,
+                          m.payload.size());
+            w.payload(std::as_bytes(std::span<const char>(m.payload.data(), m.payload.size())));
+            ++next_client_seq_;
+            ++out.forwarded;
+            ++msgs_in_;
+            bytes_in_ += m.payload.size();
+        }
+        ++seq;
+    }
+    backend_->flush();
+    out.expected_seq = next_client_seq_;
+    return out;
+}
+
+void Session::close_by_client() {
+    if (backend_ && backend_->open() && !close_) {
+        backend_->send_close(close_code::kNormal, "client closed the session");
+    }
+    if (!close_) {
+        close_ = transports::CloseInfo{close_code::kNormal, "client closed the session"};
+    }
+    end("client_closed");
+}
+
+void Session::shutdown(bool going_away) {
+    if (going_away && backend_ && backend_->open() && !close_) {
+        backend_->send_close(close_code::kGoingAway, "proxy shutting down");
+    }
+    if (!close_) {
+        close_ = transports::CloseInfo{close_code::kGoingAway, "proxy shutting down"};
+    }
+    end("shutdown");
+}
+
+void Session::end(std::string_view why) {
+    if (ended_) {
+        return;
+    }
+    ended_ = true;
+    context_.remove_session(id_);
+    context_.count_route_session(route_.route, -1);
+    resume_timer_.reset();
+    tick_timer_.reset();
+    if (transport_ != nullptr) {
+        transports::Transport* t = transport_;
+        transport_ = nullptr;
+        t->on_session_gone();
+    }
+    if (backend_) {
+        if (backend_->open() && !close_) {
+            backend_->send_close(close_code::kGoingAway, "session expired");
+        }
+        backend_->close(core::TcpStream::CloseMode::Flush);
+    }
+    core::log(LogLevel::Info, "session_closed",
+              {{"session", id_},
+               {"route", route_.route->path},
+               {"client", client_ip_},
+               {"duration_ms", context_.loop().now() - started_at_},
+               {"msgs_in", msgs_in_},
+               {"bytes_in", bytes_in_},
+               {"msgs_out", msgs_out_},
+               {"bytes_out", bytes_out_},
+               {"code", static_cast<unsigned>(close_ ? close_->code : close_code::kGoingAway)},
+               {"reason", why}});
+    auto& m = context_.metrics();
+    m.inc("wsbridge_messages_total", {{"transport", "session"}, {"direction", "in"}}, msgs_in_);
+    m.inc("wsbridge_bytes_total", {{"transport", "session"}, {"direction", "in"}}, bytes_in_);
+    m.inc("wsbridge_messages_total", {{"transport", "session"}, {"direction", "out"}}, msgs_out_);
+    m.inc("wsbridge_bytes_total", {{"transport", "session"}, {"direction", "out"}}, bytes_out_);
+    m.inc("wsbridge_sessions_closed_total", {{"reason", why}});
+    m.gauge_add("wsbridge_sessions", -1);
+    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+}
+
+} // namespace proxy

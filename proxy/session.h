@@ -1,0 +1,152 @@
+#pragma once
+// Session: one SSE or long-poll client bridged to one backend WebSocket connection (SPEC §3).
+// It outlives the client's HTTP requests: transports attach and detach; with none attached the
+// backend connection stays open for resume_window, then is closed with 1001.
+//
+// Backend → client: each complete backend message gets the next sequence number and goes into
+// the replay buffer; the attached transport pulls what it has not delivered. Backpressure:
+// when the bytes not yet delivered pass the session's threshold (or the transport says its
+// socket queue is full), the session stops reading its backend socket, so TCP backpressure
+// reaches the backend long before the replay buffer would have to evict undelivered messages.
+//
+// Client → backend: POSTed messages carry a sequence number; each is forwarded exactly once and
+// in order. A repeated seq is acknowledged and not re-sent; a seq beyond the next expected one
+// is refused with the expected seq (409).
+//
+// Lifetime: created by HttpConnection, owned by the Context's session registry, deleted
+// (deferred) by end().
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/backend_connection.h"
+#include "proxy/context.h"
+#include "proxy/core/timer.h"
+#include "transports/replay_buffer.h"
+#include "transports/transport.h"
+
+namespace proxy {
+
+/// Receives the outcome of the backend handshake of a new session.
+class SessionOpener {
+  public:
+    virtual ~SessionOpener() = default;
+    /// The backend accepted: the opener answers its client and may attach a transport.
+    virtual void on_session_open() = 0;
+    /// The backend refused or could not be reached: answer with `status` (502, 504, or the
+    /// backend's own status). The session is already gone.
+    virtual void on_session_failed(const core::Error& error, unsigned status) = 0;
+};
+
+/// One message POSTed by a client.
+struct ClientMessage {
+    bool binary = false;
+    std::string payload;
+};
+
+/// What became of a POST.
+struct SendOutcome {
+    enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, Busy } kind = Kind::Accepted;
+    std::uint64_t expected_seq = 0;  ///< next seq the session expects (after this POST)
+    std::uint64_t forwarded = 0;     ///< messages forwarded now (duplicates excluded)
+};
+
+/// See the file comment.
+class Session final : public Closable, public transports::SessionView, private BackendHandler {
+  public:
+    Session(Context& context, const RouteRuntime& route, std::string id);
+    ~Session() override;
+
+    /// Opens the backend connection for `request` (target, forwarded headers, client IP).
+    /// `opener` is told the outcome later, unless cancel_opener() is called first.
+    void start(const http::Request& request, const std::string& client_ip, SessionOpener* opener);
+    /// The opener's client went away before the outcome.
+    void cancel_opener(SessionOpener* opener) noexcept;
+
+    /// Attaches `transport`, replacing (on_replaced) any attached one; stops the resume timer.
+    void attach(transports::Transport& transport);
+    /// True once the backend 101 was validated.
+    bool open() const noexcept { return open_; }
+    /// The route this session belongs to.
+    const RouteRuntime& route() const noexcept { return route_; }
+    /// The next client seq the session expects (1 for a new session).
+    std::uint64_t expected_client_seq() const noexcept { return next_client_seq_; }
+
+    /// Client → backend (POST): `first_seq` numbers the first message, the rest follow.
+    SendOutcome send(std::uint64_t first_seq, std::vector<ClientMessage>& messages);
+    /// DELETE: closes the backend with 1000 and ends the session.
+    void close_by_client();
+
+    /// Shutdown/drain (Closable): transports end, backend gets 1001.
+    void shutdown(bool going_away) override;
+
+    // transports::SessionView
+    std::string_view id() const override { return id_; }
+    const transports::ReplayBuffer& replay() const override { return replay_; }
+    const std::optional<transports::CloseInfo>& close_info() const override { return close_; }
+    void delivered(std::uint64_t seq) override;
+    void acknowledged(std::uint64_t seq) override;
+    void set_transport_full(bool full) override;
+    void detach(transports::Transport& transport) override;
+
+  private:
+    // BackendHandler
+    void on_backend_open(std::string_view protocol, const http::Response& response) override;
+    void on_backend_failed(const core::Error& error, unsigned status,
+                           const http::Response* response) override;
+    void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
+    void on_backend_frame_payload(std::span<const std::byte> bytes) override;
+    void on_backend_frame_end(bool message_end) override;
+    void on_backend_read_done() override;
+    void on_backend_close(std::uint16_t code, std::string_view reason) override;
+    void on_backend_gone(const core::Error* error) override;
+    void on_backend_write_high() override {}
+    void on_backend_write_low() override {}
+
+    void backend_ended(std::uint16_t code, std::string reason);
+    void notify_transport();
+    void update_backpressure();
+    void start_resume_timer();
+    void on_tick();
+    /// Removes the session from the registry, tells the transport, closes the backend,
+    /// logs one line and defers deletion.
+    void end(std::string_view why);
+
+    Context& context_;
+    const RouteRuntime& route_;
+    const config::RouteLimits& limits_;
+    std::shared_ptr<const config::Config> config_;
+    std::string id_;
+    std::string client_ip_;
+    std::unique_ptr<BackendConnection> backend_;
+    SessionOpener* opener_ = nullptr;
+    transports::Transport* transport_ = nullptr;
+    transports::ReplayBuffer replay_;
+    std::optional<transports::CloseInfo> close_;
+    std::string assembling_;               ///< backend message being assembled
+    bool assembling_binary_ = false;
+    std::uint64_t delivered_seq_ = 0;      ///< highest seq handed to a client
+    std::uint64_t undelivered_bytes_ = 0;  ///< payload bytes with seq > delivered_seq_
+    std::uint64_t pause_threshold_ = 0;
+    std::uint64_t next_client_seq_ = 1;
+    std::unique_ptr<core::Timer> resume_timer_;
+    std::unique_ptr<core::Timer> tick_timer_;
+    std::uint64_t started_at_ = 0;
+    std::uint64_t msgs_in_ = 0;
+    std::uint64_t msgs_out_ = 0;
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_ = 0;
+    bool open_ = false;
+    bool paused_ = false;
+    bool transport_full_ = false;
+    bool ended_ = false;
+};
+
+/// A new session id: 128 random bits, URL-safe base64 (22 characters), prefixed by
+/// `instance` + "-" when an instance name is configured.
+std::string make_session_id(std::string_view instance);
+
+} // namespace proxy

@@ -1,0 +1,66 @@
+#pragma once
+// The seam between a session and the client transport attached to it (STYLE §1). A session
+// (proxy/session.h) owns one backend WebSocket connection and a replay buffer; an SSE stream or
+// a held long-poll request attaches to it as a Transport, pulls what it has not delivered yet,
+// and detaches when its HTTP exchange ends. Sessions see transports only through Transport;
+// transports see sessions only through SessionView. tests/support has fakes of both.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "transports/replay_buffer.h"
+
+namespace transports {
+
+/// How the backend side of a session ended (SPEC §3: delivered after every earlier message).
+struct CloseInfo {
+    std::uint16_t code = 1000;
+    std::string reason;
+};
+
+class Transport;
+
+/// What a transport may see and do of its session. All calls are synchronous and cheap.
+class SessionView {
+  public:
+    /// The session id (the secret that identifies it).
+    virtual std::string_view id() const = 0;
+    /// Messages not yet acknowledged or evicted, with their sequence numbers.
+    virtual const ReplayBuffer& replay() const = 0;
+    /// Set once the backend connection ended; transports deliver it after every message.
+    virtual const std::optional<CloseInfo>& close_info() const = 0;
+    /// The transport handed every message up to `seq` to its client: SSE wrote them to the
+    /// socket, long-poll got them acknowledged. Drives the session's backpressure.
+    virtual void delivered(std::uint64_t seq) = 0;
+    /// The client acknowledged every message up to `seq` (long-poll): they leave the buffer.
+    virtual void acknowledged(std::uint64_t seq) = 0;
+    /// The transport's own queue is full (true) or drained (false): while full, the session
+    /// stops reading its backend.
+    virtual void set_transport_full(bool full) = 0;
+    /// The transport's HTTP exchange ended; it must not be called again. Starts the resume
+    /// window when no other transport is attached.
+    virtual void detach(Transport& transport) = 0;
+
+  protected:
+    ~SessionView() = default;
+};
+
+/// A client connection attached to a session. Callbacks run synchronously from session code;
+/// a transport may detach itself from within them.
+class Transport {
+  public:
+    virtual ~Transport() = default;
+    /// New messages (or the close) became available in the session.
+    virtual void on_messages() = 0;
+    /// A newer request of the same client took over this session: finish at once (long-poll:
+    /// answer with no messages; SSE: end the stream). The session has already forgotten this
+    /// transport; do not call detach().
+    virtual void on_replaced() = 0;
+    /// The session is going away (DELETE, shutdown, expiry) with `info` as its final state:
+    /// deliver what can be delivered and end. Do not call detach().
+    virtual void on_session_gone() = 0;
+};
+
+} // namespace transports
