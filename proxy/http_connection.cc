@@ -59,8 +59,16 @@ void HttpConnection::start() {
 }
 
 void HttpConnection::on_read(std::span<std::byte> bytes) {
-    std::string_view data(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    process(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+void HttpConnection::process(std::string_view data) {
     while (!ended_ && !data.empty()) {
+        if (waiting_) {
+            // Reading is paused while a request waits; keep what was already read.
+            leftover_.append(data);
+            return;
+        }
         auto r = parser_.feed(std::span<const char>(data.data(), data.size()));
         if (!r) {
             const auto [status, code] = status_for(r.error().code);
@@ -71,15 +79,42 @@ void HttpConnection::on_read(std::span<std::byte> bytes) {
             return;
         }
         const std::string_view rest = data.substr(r->consumed);
-        if (!handle_request(rest)) {
+        switch (handle_request(rest)) {
+        case Next::Stop:
             return;
+        case Next::Wait:
+            waiting_ = true;
+            stream_->pause(core::kPauseOwner);
+            leftover_.append(rest);
+            return;
+        case Next::Continue:
+            break;
         }
         parser_.reset();
         data = rest;
     }
 }
 
-bool HttpConnection::handle_request(std::string_view rest) {
+void HttpConnection::resume_after_wait() {
+    if (ended_ || !waiting_) {
+        return;
+    }
+    waiting_ = false;
+    parser_.reset();
+    next_request();
+    std::string kept = std::move(leftover_);
+    leftover_.clear();
+    process(kept);
+    if (!ended_ && !waiting_) {
+        stream_->resume(core::kPauseOwner);
+    }
+}
+
+void HttpConnection::next_request() {
+    header_timer_.start(static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
+}
+
+HttpConnection::Next HttpConnection::handle_request(std::string_view rest) {
     header_timer_.stop();
     ++requests_;
     http::Request& request = parser_.request();
@@ -88,57 +123,40 @@ bool HttpConnection::handle_request(std::string_view rest) {
     const bool close = upgrade || !request.keep_alive;
     if (context_.draining()) {
         respond_error(503, "draining", "The proxy is shutting down.", true, "draining");
-        return false;
+        return Next::Stop;
     }
     const RouteRuntime* route = context_.match(request.path());
     if (route == nullptr) {
         respond_error(404, "not_found", "No route matches this path.", close, "no route");
-        return !close;
+        return close ? Next::Stop : Next::Continue;
     }
     if (ws::wants_websocket(request)) {
         return handle_upgrade(*route, rest);
     }
-    // SSE and long-polling (SPEC §3) are the next release; say so rather than "bad request".
-    const std::string_view query = request.query();
-    const std::string* accept = request.find("Accept");
-    const bool sse = accept != nullptr && accept->find("text/event-stream") != std::string::npos;
-    const bool session_request = query.find("transport=longpoll") != std::string_view::npos ||
-                                 query.find("session=") != std::string_view::npos;
-    if (sse || session_request || request.method == "OPTIONS") {
-        respond_error(501, "transport_unavailable",
-                      "Server-Sent Events and long-polling are not available in this version; "
-                      "use WebSocket.",
-                      close, "transport not implemented");
-        if (!close) {
-            header_timer_.start(
-                static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
-        }
-        return !close;
+    if (!upgrade) {
+        return handle_session_request(*route);
     }
     respond_error(400, "bad_transport",
                   "Use a WebSocket upgrade, Server-Sent Events (Accept: text/event-stream) or "
                   "long-polling (?transport=longpoll) on this route.",
-                  close, "not a transport request");
-    if (!close) {
-        header_timer_.start(
-            static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
-    }
-    return !close;
+                  true, "unsupported upgrade");
+    return Next::Stop;
 }
 
-bool HttpConnection::handle_upgrade(const RouteRuntime& route, std::string_view rest) {
+HttpConnection::Next HttpConnection::handle_upgrade(const RouteRuntime& route,
+                                                    std::string_view rest) {
     const http::Request& request = parser_.request();
     const config::Route& r = *route.route;
     if (!r.transports.websocket) {
         respond_error(400, "transport_disabled", "WebSocket is not enabled on this route.", true,
                       "websocket disabled");
-        return false;
+        return Next::Stop;
     }
     auto handshake = ws::validate_client_handshake(request);
     if (!handshake) {
         const auto [status, code] = status_for(handshake.error().code);
         respond_error(status, code, handshake.error().context, true, handshake.error().context);
-        return false;
+        return Next::Stop;
     }
     const OriginVerdict origin = check_origin(r, request, scheme_);
     if (origin == OriginVerdict::Rejected ||
@@ -147,7 +165,7 @@ bool HttpConnection::handle_upgrade(const RouteRuntime& route, std::string_view 
                       origin == OriginVerdict::Rejected ? "This Origin is not allowed."
                                                         : "An Origin header is required.",
                       true, "origin");
-        return false;
+        return Next::Stop;
     }
     // Hand over: the relay owns the stream from now on and deletes itself when done.
     auto* relay = new WsRelay(context_, route, std::move(stream_), std::move(slot_), request,
@@ -156,12 +174,12 @@ bool HttpConnection::handle_upgrade(const RouteRuntime& route, std::string_view 
     ended_ = true;
     header_timer_.stop();
     context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
-    return false;
+    return Next::Stop;
 }
 
 void HttpConnection::respond_error(unsigned status, std::string_view code,
-                                   std::string_view detail, bool close, std::string_view reason) {
-    std::vector<std::pair<std::string, std::string>> extra;
+                                   std::string_view detail, bool close, std::string_view reason,
+                                   std::vector<std::pair<std::string, std::string>> extra) {
     if (status == 426) {
         extra.emplace_back("Sec-WebSocket-Version", "13");
     }
@@ -181,6 +199,20 @@ void HttpConnection::respond_error(unsigned status, std::string_view code,
          {"status", std::to_string(status)}});
     if (close) {
         end();
+    } else if (!waiting_) {
+        next_request();
+    }
+}
+
+void HttpConnection::respond(unsigned status,
+                             std::vector<std::pair<std::string, std::string>> headers,
+                             std::string_view body, bool close) {
+    headers.emplace_back("Cache-Control", "no-store");
+    stream_->write(http::build_response(status, headers, body, close));
+    if (close) {
+        end();
+    } else if (!waiting_) {
+        next_request();
     }
 }
 
@@ -216,6 +248,14 @@ void HttpConnection::end() {
     }
     ended_ = true;
     header_timer_.stop();
+    if (opening_ != nullptr) {
+        opening_->cancel_opener(this);
+        opening_ = nullptr;
+    }
+    if (poll_) {
+        poll_->cancel();
+        context_.loop().defer_delete(std::move(poll_));
+    }
     if (stream_) {
         stream_->close(CloseMode::Flush);
     }

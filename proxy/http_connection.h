@@ -1,23 +1,37 @@
 #pragma once
 // HttpConnection: a client connection in its HTTP/1.1 phase. Parses requests (strict llhttp,
-// with the configured limits and header_timeout), routes them, answers plain requests with
-// JSON errors (keep-alive when allowed), and hands a valid WebSocket upgrade over to a
-// WsRelay together with any bytes pipelined after it. A rejected upgrade always closes the
-// connection, so no bytes meant for a WebSocket can be read as a next HTTP request.
+// with the configured limits and header_timeout), routes them (SPEC §1), and:
+//  - hands a valid WebSocket upgrade over to a WsRelay with any bytes pipelined after it;
+//  - opens or resumes SSE sessions and hands the socket over to an SseTransport;
+//  - opens long-poll sessions, holds polls (PollTransport), takes POSTed messages and DELETEs,
+//    answers CORS preflights, all with keep-alive;
+//  - answers everything else with a JSON error.
+// A rejected upgrade always closes the connection, so no bytes meant for a WebSocket can be
+// read as a next HTTP request. While a request waits (backend handshake of a new session, a
+// held poll) reading pauses and bytes already read are kept for afterwards.
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "proxy/client_slot.h"
 #include "proxy/context.h"
 #include "proxy/core/tcp.h"
 #include "proxy/core/timer.h"
 #include "proxy/http/parser.h"
+#include "proxy/session.h"
+#include "transports/long_polling/poll_transport.h"
 
 namespace proxy {
 
 /// See the file comment. Owned by itself (deferred deletion) once start() is called.
-class HttpConnection final : public Closable, private core::StreamHandler {
+class HttpConnection final : public Closable,
+                             private core::StreamHandler,
+                             private SessionOpener,
+                             private transports::long_polling::PollResponder {
   public:
     HttpConnection(Context& context, std::unique_ptr<core::TcpStream> stream, ClientSlot slot,
                    std::string scheme);
@@ -32,15 +46,48 @@ class HttpConnection final : public Closable, private core::StreamHandler {
     void on_read_end(const core::Error* error) override;
     void on_write_error(const core::Error& error) override;
 
-    /// Handles one complete request; `rest` is what followed it in the buffer. Returns false
-    /// when the connection is finished (closed or handed over).
-    bool handle_request(std::string_view rest);
-    bool handle_upgrade(const struct RouteRuntime& route, std::string_view rest);
+    /// What handling one request did to the connection.
+    enum class Next : std::uint8_t { Continue, Wait, Stop };
+
+    /// Parses and handles requests in `data` until it is used up, a request waits, or the
+    /// connection ends. Bytes after a waiting request are kept in leftover_.
+    void process(std::string_view data);
+    /// Handles one complete request; `rest` is what followed it in the buffer.
+    Next handle_request(std::string_view rest);
+    Next handle_upgrade(const struct RouteRuntime& route, std::string_view rest);
     void on_header_timeout();
     /// Sends an error and closes (Flush) or keeps the connection for the next request.
     void respond_error(unsigned status, std::string_view code, std::string_view detail,
-                       bool close, std::string_view reason);
+                       bool close, std::string_view reason,
+                       std::vector<std::pair<std::string, std::string>> extra = {});
+    /// Sends a non-error response; closes when `close`.
+    void respond(unsigned status, std::vector<std::pair<std::string, std::string>> headers,
+                 std::string_view body, bool close);
+    /// After a response on a kept-alive connection: re-arm the head timer.
+    void next_request();
+    /// A waiting request was answered: continue with the kept bytes, then read again.
+    void resume_after_wait();
     void end();
+
+    // Session requests (proxy/session_requests.cc).
+    Next handle_session_request(const RouteRuntime& route);
+    Next open_session(const RouteRuntime& route, int kind, std::string reset_reason);
+    Next handle_sse(const RouteRuntime& route);
+    Next handle_poll(const RouteRuntime& route, std::string_view session_id);
+    Next handle_send(const RouteRuntime& route, std::string_view session_id);
+    Next handle_preflight(const RouteRuntime& route);
+    /// CORS headers for the current request's Origin (empty when there is none).
+    std::vector<std::pair<std::string, std::string>> cors_headers() const;
+    /// The path clients use for this route's session requests.
+    std::string session_url(std::string_view id) const;
+    void start_sse(Session& session, std::uint64_t after, std::optional<std::string> reset);
+    void start_poll(Session& session, std::uint64_t ack,
+                    std::optional<transports::long_polling::Reset> reset);
+    // SessionOpener
+    void on_session_open() override;
+    void on_session_failed(const core::Error& error, unsigned status) override;
+    // PollResponder
+    void respond_poll(std::string body) override;
 
     Context& context_;
     std::unique_ptr<core::TcpStream> stream_;
@@ -49,7 +96,14 @@ class HttpConnection final : public Closable, private core::StreamHandler {
     std::string client_address_;
     http::RequestParser parser_;
     core::Timer header_timer_;
-    std::string leftover_;     ///< bytes after a complete request not yet parsed
+    std::string leftover_;     ///< bytes read after a waiting request, parsed afterwards
+    Session* opening_ = nullptr;       ///< session whose backend handshake we wait for
+    int opening_kind_ = 0;             ///< what to do once it opens (session_requests.cc)
+    std::string opening_reset_;        ///< reset reason to announce ("" for none)
+    std::unique_ptr<transports::long_polling::PollTransport> poll_;  ///< held poll
+    bool poll_close_ = false;          ///< close the connection after the poll answer
+    std::vector<std::pair<std::string, std::string>> poll_cors_;
+    bool waiting_ = false;
     unsigned requests_ = 0;
     bool ended_ = false;
 };

@@ -29,6 +29,16 @@ class RateLimiter {
         return true;
     }
 
+    /// Takes `n` tokens at once, or none (returns false) when fewer are available.
+    bool take(std::uint64_t now, std::uint64_t n) noexcept {
+        refill(now);
+        if (tokens_ < static_cast<double>(n)) {
+            return false;
+        }
+        tokens_ -= static_cast<double>(n);
+        return true;
+    }
+
     /// Milliseconds until one token is available at time `now` (0 when one is). For
     /// `Retry-After` (rounded up to whole seconds by the caller).
     std::uint64_t wait_ms(std::uint64_t now) noexcept {

@@ -32,7 +32,8 @@ Session::Session(Context& context, const RouteRuntime& route, std::string id)
       limits_(route.route->limits),
       config_(context.config_ptr()),
       id_(std::move(id)),
-      replay_(route.route->limits.replay_buffer, route.route->limits.replay_messages) {
+      replay_(route.route->limits.replay_buffer, route.route->limits.replay_messages),
+      rate_(route.route->limits.rate, context.loop().now()) {
     // Pause before the replay buffer could have to evict an undelivered message: one more
     // message (≤ max_message) may arrive after the pause.
     pause_threshold_ = std::min<std::uint64_t>(limits_.outbound_queue, limits_.replay_buffer / 2);
@@ -319,6 +320,20 @@ SendOutcome Session::send(std::uint64_t first_seq, std::vector<ClientMessage>& m
     if (backend_->queued_bytes() > limits_.outbound_queue) {
         out.kind = SendOutcome::Kind::Busy;
         out.expected_seq = next_client_seq_;
+        return out;
+    }
+    // Only messages not sent before count against the rate; a retry costs nothing.
+    const std::uint64_t skip = next_client_seq_ - first_seq;
+    const std::uint64_t fresh = messages.size() > skip ? messages.size() - skip : 0;
+    const std::uint64_t now = context_.loop().now();
+    // A batch larger than the burst costs a full bucket, so it can always go through once.
+    const std::uint64_t cost = std::min<std::uint64_t>(fresh, limits_.rate.burst);
+    if (cost > 0 && !rate_.take(now, cost)) {
+        out.kind = SendOutcome::Kind::Busy;
+        out.expected_seq = next_client_seq_;
+        out.retry_after_s = (rate_.wait_ms(now) + 999) / 1000;
+        context_.metrics().inc("wsbridge_rejections_total",
+                               {{"transport", "session"}, {"reason", "rate"}, {"status", "429"}});
         return out;
     }
     std::uint64_t seq = first_seq;

@@ -25,6 +25,7 @@
 #include "proxy/backend_connection.h"
 #include "proxy/context.h"
 #include "proxy/core/timer.h"
+#include "proxy/rate_limiter.h"
 #include "transports/replay_buffer.h"
 #include "transports/transport.h"
 
@@ -50,6 +51,7 @@ struct ClientMessage {
 /// What became of a POST.
 struct SendOutcome {
     enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, Busy } kind = Kind::Accepted;
+    std::uint64_t retry_after_s = 1;  ///< for Busy: when to retry (rate or backend queue)
     std::uint64_t expected_seq = 0;  ///< next seq the session expects (after this POST)
     std::uint64_t forwarded = 0;     ///< messages forwarded now (duplicates excluded)
 };
@@ -132,6 +134,7 @@ class Session final : public Closable, public transports::SessionView, private B
     std::uint64_t undelivered_bytes_ = 0;  ///< payload bytes with seq > delivered_seq_
     std::uint64_t pause_threshold_ = 0;
     std::uint64_t next_client_seq_ = 1;
+    RateLimiter rate_;  ///< client → backend messages (429 + Retry-After when over)
     std::unique_ptr<core::Timer> resume_timer_;
     std::unique_ptr<core::Timer> tick_timer_;
     std::uint64_t started_at_ = 0;

@@ -1,11 +1,52 @@
 #include "proxy/http/parser.h"
 
+#include <algorithm>
 #include <llhttp.h>
 #include <string>
+#include <utility>
 
 namespace proxy::http {
 
 namespace {
+
+/// Byte checks that llhttp 8 does not make, run over the head before llhttp sees it: every
+/// line ends in CRLF (no bare CR or LF) and no header line starts with whitespace (obs-fold).
+/// It also finds where the head ends, so the head limit counts exactly the head's bytes
+/// whatever the split of the input.
+struct HeadScanner {
+    enum class Stop { More, HeadEnd, Violation };
+    bool prev_cr = false;
+    bool done = false;
+    std::size_t line_length = 0;  ///< bytes of the current line before its CR
+    std::size_t lines = 0;        ///< non-empty lines seen (leading empty lines are skipped)
+
+    /// Scans until the head ends (returns the offset after its final LF), a violation (the
+    /// offset of the offending byte) or the end of `data` (its size).
+    std::pair<std::size_t, Stop> scan(std::span<const char> data) noexcept {
+        for (std::size_t i = 0; i < data.size(); ++i) {
+            const char c = data[i];
+            if (prev_cr) {
+                if (c != '\n') {
+                    return {i, Stop::Violation};
+                }
+                prev_cr = false;
+                if (line_length == 0 && lines > 0) {
+                    done = true;
+                    return {i + 1, Stop::HeadEnd};
+                }
+                lines += line_length > 0 ? 1 : 0;
+                line_length = 0;
+            } else if (c == '\r') {
+                prev_cr = true;
+            } else if (c == '\n' || (line_length == 0 && lines > 0 && (c == ' ' || c == '\t'))) {
+                return {i, Stop::Violation};
+            } else {
+                ++line_length;
+            }
+        }
+        return {data.size(), Stop::More};
+    }
+};
 
 /// Shared between both parsers: the llhttp state plus what the callbacks need.
 struct CommonState {
@@ -13,10 +54,10 @@ struct CommonState {
     Message* message = nullptr;
     std::string* first_line_part = nullptr;  ///< request target or response reason
     ParserLimits limits;
-    const char* buffer_start = nullptr;
     std::size_t fed_before = 0;              ///< bytes of this message before the buffer
     bool in_value = false;
     bool head_done = false;
+    HeadScanner scanner;
     bool pause_at_head = false;
     core::Code user_error = core::Code::Ok;
     const char* user_reason = nullptr;
@@ -34,34 +75,15 @@ int user_error(llhttp_t* p, core::Code code, const char* reason) {
     return HPE_USER;
 }
 
-/// Enforces the head limit from the position of the last byte seen.
-int check_head_bytes(llhttp_t* p, const char* at, std::size_t length) {
-    auto& s = state_of(p);
-    const auto pos = s.fed_before + static_cast<std::size_t>(at - s.buffer_start) + length;
-    if (pos > s.limits.max_header_bytes) {
-        return user_error(p, core::Code::HeaderTooLarge, "request head too large");
-    }
-    return 0;
-}
-
 int on_first_line_part(llhttp_t* p, const char* at, std::size_t length) {
-    if (int r = check_head_bytes(p, at, length); r != 0) {
-        return r;
-    }
     state_of(p).first_line_part->append(at, length);
     return 0;
 }
 
 int on_header_field(llhttp_t* p, const char* at, std::size_t length) {
-    if (int r = check_head_bytes(p, at, length); r != 0) {
-        return r;
-    }
     auto& s = state_of(p);
     auto& headers = s.message->headers;
     if (headers.empty() || s.in_value) {
-        if (headers.size() >= s.limits.max_headers) {
-            return user_error(p, core::Code::HeaderTooLarge, "too many header fields");
-        }
         headers.emplace_back();
         s.in_value = false;
     }
@@ -69,10 +91,21 @@ int on_header_field(llhttp_t* p, const char* at, std::size_t length) {
     return 0;
 }
 
-int on_header_value(llhttp_t* p, const char* at, std::size_t length) {
-    if (int r = check_head_bytes(p, at, length); r != 0) {
-        return r;
+// Checked once the name is complete (at its ':'), so the verdict does not depend on how the
+// input was split.
+int on_header_field_complete(llhttp_t* p) {
+    auto& s = state_of(p);
+    const auto& headers = s.message->headers;
+    if (headers.empty() || s.in_value || !is_token(headers.back().name)) {
+        return user_error(p, core::Code::BadRequest, "header field name is not a token");
     }
+    if (headers.size() > s.limits.max_headers) {
+        return user_error(p, core::Code::HeaderTooLarge, "too many header fields");
+    }
+    return 0;
+}
+
+int on_header_value(llhttp_t* p, const char* at, std::size_t length) {
     auto& s = state_of(p);
     s.in_value = true;
     s.message->headers.back().value.append(at, length);
@@ -81,6 +114,7 @@ int on_header_value(llhttp_t* p, const char* at, std::size_t length) {
 
 int on_header_value_complete(llhttp_t* p) {
     auto& s = state_of(p);
+    s.in_value = true;  // also for an empty value, which may come without on_header_value
     // Field values exclude surrounding whitespace (RFC 9110 §5.5); llhttp strips the leading
     // part, trailing spaces may remain.
     auto& v = s.message->headers.back().value;
@@ -127,6 +161,7 @@ llhttp_settings_t make_settings(bool response) {
         s.on_url = on_first_line_part;
     }
     s.on_header_field = on_header_field;
+    s.on_header_field_complete = on_header_field_complete;
     s.on_header_value = on_header_value;
     s.on_header_value_complete = on_header_value_complete;
     s.on_headers_complete = on_headers_complete;
@@ -139,20 +174,39 @@ const llhttp_settings_t kRequestSettings = make_settings(false);
 const llhttp_settings_t kResponseSettings = make_settings(true);
 
 /// Runs llhttp over `data`. Returns consumed bytes and whether the parser paused (message or
-/// head complete), or the mapped error.
+/// head complete), or the mapped error. While the head is incomplete, llhttp sees at most the
+/// head's remaining byte budget and nothing past a HeadScanner violation.
 core::Result<FeedResult> execute(CommonState& s, std::span<const char> data, bool response) {
-    s.buffer_start = data.data();
-    const llhttp_errno_t err = llhttp_execute(&s.parser, data.data(), data.size());
+    auto failure = [response](core::Code code, std::string why) {
+        if (response) {
+            return core::fail(core::Code::BackendBadHandshake, core::Side::Backend, std::move(why));
+        }
+        return core::fail(code, core::Side::Client, std::move(why));
+    };
+    std::size_t length = data.size();
+    core::Code stop = core::Code::Ok;
+    if (!s.head_done && !s.scanner.done) {
+        const std::size_t max = s.limits.max_header_bytes;
+        const std::size_t room = max - std::min(s.fed_before, max);
+        const auto [pos, verdict] = s.scanner.scan(data);
+        if (verdict != HeadScanner::Stop::HeadEnd || pos > room) {
+            length = std::min(pos, room);
+            if (length < data.size()) {
+                stop = length == room ? core::Code::HeaderTooLarge : core::Code::BadRequest;
+            }
+        }
+    }
+    const llhttp_errno_t err = llhttp_execute(&s.parser, data.data(), length);
     FeedResult out;
     switch (err) {
     case HPE_OK:
-        out.consumed = data.size();
-        s.fed_before += data.size();
-        if (!s.head_done && s.fed_before > s.limits.max_header_bytes) {
-            return core::fail(response ? core::Code::BackendBadHandshake
-                                       : core::Code::HeaderTooLarge,
-                              response ? core::Side::Backend : core::Side::Client,
-                              "request head too large");
+        out.consumed = length;
+        s.fed_before += length;
+        if (stop == core::Code::HeaderTooLarge) {
+            return failure(stop, response ? "response head too large" : "request head too large");
+        }
+        if (stop != core::Code::Ok) {
+            return failure(stop, "bare CR or LF, or obs-fold, in the head");
         }
         return out;
     case HPE_PAUSED:
@@ -161,26 +215,21 @@ core::Result<FeedResult> execute(CommonState& s, std::span<const char> data, boo
         s.fed_before += out.consumed;
         out.complete = true;
         return out;
-    case HPE_USER:
-        if (response) {
-            return core::fail(core::Code::BackendBadHandshake, core::Side::Backend,
-                              s.user_reason != nullptr ? s.user_reason : "bad response");
-        }
-        return core::fail(s.user_error, core::Side::Client,
-                          s.user_reason != nullptr ? s.user_reason : "bad request");
     case HPE_PAUSED_H2_UPGRADE:
         return core::fail(core::Code::BadRequest, core::Side::Client,
                           "HTTP/2 preface on an HTTP/1.1 port");
     default: {
+        // A callback's own error: HPE_USER from span callbacks, HPE_CB_*_COMPLETE from the
+        // *_complete ones (llhttp replaces their return value).
+        if (s.user_error != core::Code::Ok) {
+            return failure(s.user_error, s.user_reason);
+        }
         std::string why = llhttp_errno_name(err);
         if (const char* reason = llhttp_get_error_reason(&s.parser)) {
             why += ": ";
             why += reason;
         }
-        if (response) {
-            return core::fail(core::Code::BackendBadHandshake, core::Side::Backend, why);
-        }
-        return core::fail(core::Code::BadRequest, core::Side::Client, why);
+        return failure(core::Code::BadRequest, std::move(why));
     }
     }
 }
@@ -235,6 +284,11 @@ core::Result<FeedResult> ResponseParser::feed(std::span<const char> data) {
     auto r = execute(*state_, data, true);
     if (r && r->complete) {
         response_.status = static_cast<unsigned>(llhttp_get_status_code(&state_->parser));
+        // llhttp 8 takes "HTTP/1.1 10 x" as status 10, and "HTTP/1.1  101" as status 0.
+        if (response_.status < 100 || response_.status > 599) {
+            return core::fail(core::Code::BackendBadHandshake, core::Side::Backend,
+                              "invalid status code " + std::to_string(response_.status));
+        }
     }
     return r;
 }

@@ -55,6 +55,7 @@ class RequestParser {
     core::Result<FeedResult> feed(std::span<const char> data);
     /// The request being parsed (complete once feed() said so).
     Request& request() noexcept { return request_; }
+    const Request& request() const noexcept { return request_; }
     /// True once any byte of the current request was consumed.
     bool started() const noexcept { return started_; }
     /// True once the head (request line and headers) is complete.

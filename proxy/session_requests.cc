@@ -1,0 +1,388 @@
+// HttpConnection's handling of session requests (SPEC §1 table, §3): SSE streams, long-poll
+// open/poll, POST, DELETE and CORS preflights. Kept apart from http_connection.cc, which does
+// parsing, limits and the WebSocket hand-over.
+
+#include <charconv>
+
+#include "proxy/core/log.h"
+#include "proxy/heartbeat.h"
+#include "proxy/http/response.h"
+#include "proxy/http_connection.h"
+#include "proxy/routing.h"
+#include "transports/long_polling/codec.h"
+#include "transports/sse/encoder.h"
+#include "transports/sse/sse_transport.h"
+
+namespace proxy {
+
+using core::Code;
+using core::LogLevel;
+namespace lp = transports::long_polling;
+
+namespace {
+
+enum OpenKind : int { kOpenSse = 1, kOpenLongPoll = 2, kOpenPollReset = 3 };
+
+/// Value of query parameter `name` (raw, not percent-decoded), or nullopt.
+std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view param = query.substr(0, amp);
+        const auto eq = param.find('=');
+        if (param.substr(0, eq) == name) {
+            return eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+        }
+        if (amp == std::string_view::npos) {
+            break;
+        }
+        query.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+}
+
+/// Strict decimal uint64 (no sign, 1–20 digits, no overflow).
+std::optional<std::uint64_t> parse_u64(std::string_view text) {
+    std::uint64_t v = 0;
+    if (text.empty() || text.size() > 20) {
+        return std::nullopt;
+    }
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+        return std::nullopt;
+    }
+    return v;
+}
+
+/// Keeps a client's admission slot alive for as long as its SSE stream lives.
+struct SlotTicket final : core::DeferredDeletable {
+    explicit SlotTicket(ClientSlot s) : slot(std::move(s)) {}
+    ClientSlot slot;
+};
+
+} // namespace
+
+std::vector<std::pair<std::string, std::string>> HttpConnection::cors_headers() const {
+    std::vector<std::pair<std::string, std::string>> h;
+    if (const std::string* origin = parser_.request().find("Origin")) {
+        h.emplace_back("Access-Control-Allow-Origin", *origin);
+        h.emplace_back("Access-Control-Allow-Credentials", "true");
+        h.emplace_back("Vary", "Origin");
+    }
+    return h;
+}
+
+std::string HttpConnection::session_url(std::string_view id) const {
+    std::string url(parser_.request().path());
+    url.append("?session=").append(id);
+    return url;
+}
+
+HttpConnection::Next HttpConnection::handle_session_request(const RouteRuntime& route) {
+    const http::Request& request = parser_.request();
+    const config::Route& r = *route.route;
+    const bool close = !request.keep_alive;
+    // The Origin policy applies to every request of every transport (SPEC §5).
+    const OriginVerdict origin = check_origin(r, request, scheme_);
+    if (origin == OriginVerdict::Rejected || (origin == OriginVerdict::NoOrigin && r.require_origin)) {
+        respond_error(403, "origin_not_allowed",
+                      origin == OriginVerdict::Rejected ? "This Origin is not allowed."
+                                                        : "An Origin header is required.",
+                      close, "origin");
+        return close ? Next::Stop : Next::Continue;
+    }
+    if (request.method == "OPTIONS") {
+        return handle_preflight(route);
+    }
+    const std::string_view query = request.query();
+    const auto session_id = query_param(query, "session");
+    const std::string* accept = request.find("Accept");
+    const bool wants_sse = accept != nullptr &&
+                           accept->find("text/event-stream") != std::string::npos;
+    if (request.method == "GET" && wants_sse && !session_id) {
+        if (!r.transports.sse) {
+            respond_error(400, "transport_disabled", "SSE is not enabled on this route.", close,
+                          "sse disabled", cors_headers());
+            return close ? Next::Stop : Next::Continue;
+        }
+        return handle_sse(route);
+    }
+    if (request.method == "GET" && !session_id &&
+        query_param(query, "transport") == std::string_view("longpoll")) {
+        if (!r.transports.longpoll) {
+            respond_error(400, "transport_disabled", "Long-polling is not enabled on this route.",
+                          close, "longpoll disabled", cors_headers());
+            return close ? Next::Stop : Next::Continue;
+        }
+        return open_session(route, kOpenLongPoll, {});
+    }
+    if (session_id && request.method == "GET") {
+        return handle_poll(route, *session_id);
+    }
+    if (session_id && (request.method == "POST" || request.method == "DELETE")) {
+        return handle_send(route, *session_id);
+    }
+    respond_error(400, "bad_transport",
+                  "Use a WebSocket upgrade, Server-Sent Events (Accept: text/event-stream) or "
+                  "long-polling (?transport=longpoll) on this route.",
+                  close, "not a transport request", cors_headers());
+    return close ? Next::Stop : Next::Continue;
+}
+
+HttpConnection::Next HttpConnection::handle_preflight(const RouteRuntime& /*route*/) {
+    const http::Request& request = parser_.request();
+    auto headers = cors_headers();
+    headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+    headers.emplace_back("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID");
+    headers.emplace_back("Access-Control-Max-Age", "600");
+    respond(204, std::move(headers), {}, !request.keep_alive);
+    return request.keep_alive ? Next::Continue : Next::Stop;
+}
+
+HttpConnection::Next HttpConnection::open_session(const RouteRuntime& route, int kind,
+                                                  std::string reset_reason) {
+    const http::Request& request = parser_.request();
+    const bool close = !request.keep_alive;
+    if (context_.route_sessions(route.route) >= route.route->limits.max_sessions) {
+        respond_error(503, "overloaded", "Too many sessions on this route; retry later.",
+                      close, "session cap reached", {{"Retry-After", "1"}});
+        return close ? Next::Stop : Next::Continue;
+    }
+    auto* session = new Session(context_, route, make_session_id(context_.config().instance));
+    opening_ = session;
+    opening_kind_ = kind;
+    opening_reset_ = std::move(reset_reason);
+    session->start(request, slot_.ip(), this);
+    return Next::Wait;
+}
+
+void HttpConnection::on_session_open() {
+    Session* session = opening_;
+    opening_ = nullptr;
+    if (session == nullptr || ended_) {
+        return;
+    }
+    const http::Request& request = parser_.request();
+    std::optional<std::string> reset;
+    if (!opening_reset_.empty()) {
+        reset = opening_reset_;
+    }
+    switch (opening_kind_) {
+    case kOpenSse:
+        start_sse(*session, 0, std::move(reset));
+        return;
+    case kOpenPollReset:
+        start_poll(*session, 0, lp::Reset{std::string(session->id()), opening_reset_});
+        return;
+    default: {
+        const HeartbeatPlan plan = derive_heartbeat(session->route().route->limits.idle_timeout);
+        auto headers = cors_headers();
+        headers.emplace_back("Content-Type", "application/json");
+        const std::string url = session_url(session->id());
+        respond(200, std::move(headers),
+                lp::encode_open_response(session->id(), url, url, plan.ping_after, 0),
+                !request.keep_alive);
+        resume_after_wait();
+        return;
+    }
+    }
+}
+
+void HttpConnection::on_session_failed(const core::Error& error, unsigned status) {
+    opening_ = nullptr;
+    if (ended_) {
+        return;
+    }
+    waiting_ = false;
+    const bool gateway = status == 502 || status == 504;
+    respond_error(status, gateway ? (status == 504 ? "backend_timeout" : "bad_gateway")
+                                  : "backend_rejected",
+                  gateway ? "The backend could not open a session: " + error.context
+                          : "The backend refused the session.",
+                  true, core::to_string(error.code), cors_headers());
+}
+
+HttpConnection::Next HttpConnection::handle_sse(const RouteRuntime& route) {
+    const http::Request& request = parser_.request();
+    const std::string* last = request.find("Last-Event-ID");
+    if (last == nullptr) {
+        return open_session(route, kOpenSse, {});
+    }
+    const auto id = transports::sse::parse_last_event_id(*last);
+    Session* session = id ? context_.find_session(id->session) : nullptr;
+    if (session == nullptr || session->route().route != route.route) {
+        // Expired, unknown or forged: a fresh session, announced by an explicit reset.
+        context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "sse"}});
+        return open_session(route, kOpenSse, id ? "unknown session" : "invalid Last-Event-ID");
+    }
+    if (session->close_info() && id->seq >= session->replay().last_seq()) {
+        // The session ended and the client has everything, the close included: 204 tells
+        // EventSource to stop reconnecting (WHATWG: any status but 200 fails the connection).
+        respond(204, cors_headers(), {}, true);
+        return Next::Stop;
+    }
+    context_.metrics().inc("wsbridge_session_resumes_total", {{"transport", "sse"}});
+    start_sse(*session, id->seq, std::nullopt);
+    return Next::Stop;
+}
+
+void HttpConnection::start_sse(Session& session, std::uint64_t after,
+                               std::optional<std::string> reset) {
+    const auto& limits = session.route().route->limits;
+    const HeartbeatPlan plan = derive_heartbeat(limits.idle_timeout);
+    transports::sse::SseOptions options;
+    options.send_url = session_url(session.id());
+    options.heartbeat_ms = plan.ping_after;
+    options.tick_ms = plan.tick;
+    options.high_watermark = limits.outbound_queue;
+    options.headers = cors_headers();
+    options.reset_reason = std::move(reset);
+    auto* sse = new transports::sse::SseTransport(context_.loop(), std::move(stream_), session,
+                                                  after, std::move(options));
+    // The stream keeps this connection's admission slot until it ends.
+    sse->hold(std::make_unique<SlotTicket>(std::move(slot_)));
+    session.attach(*sse);
+    sse->start();
+    // The socket belongs to the stream now; this connection is done.
+    ended_ = true;
+    waiting_ = false;
+    header_timer_.stop();
+    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+}
+
+HttpConnection::Next HttpConnection::handle_poll(const RouteRuntime& route,
+                                                 std::string_view session_id) {
+    const http::Request& request = parser_.request();
+    const bool close = !request.keep_alive;
+    if (!route.route->transports.longpoll) {
+        respond_error(400, "transport_disabled", "Long-polling is not enabled on this route.",
+                      close, "longpoll disabled", cors_headers());
+        return close ? Next::Stop : Next::Continue;
+    }
+    std::uint64_t ack = 0;
+    if (const auto a = query_param(request.query(), "ack")) {
+        const auto v = parse_u64(*a);
+        if (!v) {
+            respond_error(400, "bad_request", "ack must be a decimal sequence number.", close,
+                          "bad ack", cors_headers());
+            return close ? Next::Stop : Next::Continue;
+        }
+        ack = *v;
+    }
+    Session* session = context_.find_session(session_id);
+    if (session == nullptr || session->route().route != route.route) {
+        context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "longpoll"}});
+        return open_session(route, kOpenPollReset, "unknown session");
+    }
+    start_poll(*session, ack, std::nullopt);
+    return ended_ ? Next::Stop : (waiting_ ? Next::Wait : Next::Continue);
+}
+
+void HttpConnection::start_poll(Session& session, std::uint64_t ack,
+                                std::optional<lp::Reset> reset) {
+    const HeartbeatPlan plan = derive_heartbeat(session.route().route->limits.idle_timeout);
+    poll_close_ = !parser_.request().keep_alive;
+    poll_cors_ = cors_headers();
+    // From here the answer may come synchronously (from start()) or later; both go through
+    // respond_poll(), which resumes reading when the connection waits.
+    waiting_ = true;
+    stream_->pause(core::kPauseOwner);
+    poll_ = std::make_unique<lp::PollTransport>(context_.loop(), session, ack, std::move(reset),
+                                                plan.ping_after,
+                                                static_cast<lp::PollResponder&>(*this));
+    session.attach(*poll_);
+    poll_->start();
+}
+
+void HttpConnection::respond_poll(std::string body) {
+    if (ended_) {
+        return;
+    }
+    auto headers = std::move(poll_cors_);
+    headers.emplace_back("Content-Type", "application/json");
+    if (poll_) {
+        // The transport is still on the stack: delete it at a safe point.
+        context_.loop().defer_delete(std::move(poll_));
+    }
+    respond(200, std::move(headers), body, poll_close_);
+    resume_after_wait();
+}
+
+HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
+                                                 std::string_view session_id) {
+    const http::Request& request = parser_.request();
+    const bool close = !request.keep_alive;
+    const auto cors = cors_headers();
+    auto reject = [&](unsigned status, std::string_view code, std::string_view detail,
+                      std::vector<std::pair<std::string, std::string>> extra = {}) {
+        extra.insert(extra.end(), cors.begin(), cors.end());
+        respond_error(status, code, detail, close, code, std::move(extra));
+        return close ? Next::Stop : Next::Continue;
+    };
+    Session* session = context_.find_session(session_id);
+    if (session == nullptr || session->route().route != route.route) {
+        return reject(404, "unknown_session", "No such session (expired or never opened).");
+    }
+    if (request.method == "DELETE") {
+        session->close_by_client();
+        respond(204, cors, {}, close);
+        return close ? Next::Stop : Next::Continue;
+    }
+    const auto seq_text = query_param(request.query(), "seq");
+    const auto seq = seq_text ? parse_u64(*seq_text) : std::nullopt;
+    if (!seq || *seq == 0) {
+        return reject(400, "bad_request", "seq must be a decimal number starting at 1.");
+    }
+    const auto& limits = route.route->limits;
+    if (request.body.size() > limits.max_post_body) {
+        return reject(413, "payload_too_large", "The body is larger than max_post_body.");
+    }
+    std::vector<ClientMessage> messages;
+    const bool batch = query_param(request.query(), "batch") == std::string_view("1");
+    const std::string* type = request.find("Content-Type");
+    if (batch) {
+        auto parsed = lp::parse_batch(request.body, limits.max_message, 10'000);
+        if (!parsed) {
+            return reject(parsed.error().code == Code::PayloadTooLarge ? 413 : 400,
+                          parsed.error().code == Code::PayloadTooLarge ? "payload_too_large"
+                                                                       : "bad_request",
+                          parsed.error().context);
+        }
+        for (auto& m : *parsed) {
+            messages.push_back(ClientMessage{m.binary, std::move(m.payload)});
+        }
+    } else {
+        if (request.body.size() > limits.max_message) {
+            return reject(413, "payload_too_large", "The message is larger than max_message.");
+        }
+        const bool binary = type != nullptr && type->rfind("application/octet-stream", 0) == 0;
+        if (!binary) {
+            auto text = lp::decode_text_body(request.body);
+            if (!text) {
+                return reject(400, "invalid_utf8", text.error().context);
+            }
+        }
+        messages.push_back(ClientMessage{binary, std::move(parser_.request().body)});
+    }
+    const SendOutcome out = session->send(*seq, messages);
+    switch (out.kind) {
+    case SendOutcome::Kind::SeqGap:
+        return reject(409, "seq_gap",
+                      "Messages must be sent in order; expected seq " +
+                          std::to_string(out.expected_seq) + ".",
+                      {{"X-Expected-Seq", std::to_string(out.expected_seq)}});
+    case SendOutcome::Kind::Closed:
+        return reject(404, "session_closed", "The session's backend connection is closed.");
+    case SendOutcome::Kind::Busy:
+        return reject(429, "busy", "The backend is not keeping up; retry later.",
+                      {{"Retry-After", std::to_string(out.retry_after_s)}});
+    case SendOutcome::Kind::Accepted:
+        break;
+    }
+    auto headers = cors;
+    headers.emplace_back("Content-Type", "application/json");
+    respond(200, std::move(headers),
+            "{\"next_seq\":" + std::to_string(out.expected_seq) + "}", close);
+    return close ? Next::Stop : Next::Continue;
+}
+
+} // namespace proxy
