@@ -221,6 +221,12 @@ HttpConnection::Next HttpConnection::handle_sse(const RouteRuntime& route) {
         return Next::Stop;
     }
     context_.metrics().inc("wsbridge_session_resumes_total", {{"transport", "sse"}});
+    core::log(LogLevel::Info, "session_resumed",
+              {{"session", session->id()},
+               {"client", client_address_},
+               {"transport", "sse"},
+               {"after_seq", id->seq},
+               {"last_seq", session->replay().last_seq()}});
     start_sse(*session, id->seq, std::nullopt);
     return Next::Stop;
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what wsbridge needs to build and test on Debian 12, then the pinned npm packages.
+# chromium is Debian's browser for tests/browser (driven by the pinned npm playwright-core;
+# no browser is ever downloaded).
 # As root it runs apt-get; otherwise it prints the exact command to run and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
-          node-llhttp curl)
+          node-llhttp curl chromium)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
