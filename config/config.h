@@ -17,13 +17,17 @@ namespace config {
 
 using Duration = std::chrono::milliseconds;
 
-/// A TLS certificate/key pair for a listener (`tls: {cert, key}`); paths are checked to exist.
+/// A TLS certificate/key pair for a listener (`tls: {cert, key}`); both files are checked to be
+/// readable regular files. A relative path in the file is resolved against the configuration
+/// file's directory (load_config) and stored resolved.
 struct Tls {
     std::string cert;
     std::string key;
 };
 
-/// One listening socket (`listen[]`). `address` is "host:port" or "[v6]:port".
+/// One listening socket (`listen[]`). `address` is "host:port" or "[v6]:port" where host is an
+/// IP literal (no DNS names); `host` holds it normalised by inet_ntop, without brackets. Port 0
+/// asks the kernel for a free port.
 struct Listener {
     std::string host = "0.0.0.0";
     std::uint16_t port = 8080;
@@ -92,7 +96,7 @@ struct Route {
     bool prefix = false;                    ///< path ends in '/'
     BackendUrl backend;
     Transports transports;
-    std::vector<std::string> origins;       ///< empty: same-origin only
+    std::vector<std::string> origins;       ///< empty: same-origin only; see parse_origin()
     bool require_origin = false;            ///< reject requests without Origin
     std::vector<std::string> subprotocols;  ///< empty: pass the client's offer through
     std::vector<std::string> forward_headers; ///< extra request headers sent to the backend
@@ -135,10 +139,10 @@ std::string format_size(std::uint64_t value);
 /// fragments, and characters outside RFC 3986 (unencoded spaces, for example) are rejected.
 std::optional<BackendUrl> parse_backend_url(std::string_view text, std::string& why);
 
-/// Validates one `origins` entry and returns it normalised: "*", "scheme://host[:port]" or
-/// "scheme://*.domain[:port]", with scheme and host in lower case and a default port (80 for
+/// Validates one `origins` entry and returns it normalised: "*", "null", "scheme://host[:port]"
+/// or "scheme://*.domain[:port]", with scheme and host in lower case and a default port (80 for
 /// http, 443 for https) removed, so that it compares byte for byte with a browser's Origin
-/// header. nullopt with `why` set when invalid (a path, userinfo, "null", a misplaced '*').
+/// header. nullopt with `why` set when invalid (a path, userinfo, a misplaced '*').
 std::optional<std::string> parse_origin(std::string_view text, std::string& why);
 
 /// The route that matches `path` (longest exact or prefix match), or nullptr. `path` is the
