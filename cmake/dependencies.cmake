@@ -14,5 +14,8 @@ endif()
 add_library(llhttp STATIC ${LLHTTP_SOURCE_DIR}/llhttp.c ${LLHTTP_SOURCE_DIR}/api.c
   ${LLHTTP_SOURCE_DIR}/http.c)
 target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
+# llhttp.c holds a loose and a strict parser; the header defaults to loose. Strict checks the
+# CRLF after chunk data, bare CRs and URL characters (STYLE §4: never lenient).
+target_compile_definitions(llhttp PUBLIC LLHTTP_STRICT_MODE=1)
 set_target_properties(llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_compile_options(llhttp PRIVATE -w)

@@ -96,6 +96,11 @@ void BackendConnection::on_read(std::span<std::byte> bytes) {
         handle_handshake_bytes(bytes);
         return;
     }
+    if (!held_.empty() || pause_bits_ != 0) {
+        // Older bytes wait to be decoded: keep the order.
+        held_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        return;
+    }
     decode(bytes);
 }
 
@@ -128,8 +133,39 @@ void BackendConnection::handle_handshake_bytes(std::span<std::byte> bytes) {
     decode(bytes.subspan(r->consumed));
 }
 
+void BackendConnection::pause(core::PauseReason reason) noexcept {
+    pause_bits_ = static_cast<std::uint8_t>(pause_bits_ | reason);
+    stream_->pause(reason);
+    decoder_.stop();
+}
+
+void BackendConnection::resume(core::PauseReason reason) noexcept {
+    pause_bits_ = static_cast<std::uint8_t>(pause_bits_ & ~reason);
+    stream_->resume(reason);
+    if (pause_bits_ == 0 && !held_.empty() && !closed_) {
+        if (!held_timer_) {
+            held_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] { decode_held(); });
+        }
+        held_timer_->start(0);
+    }
+}
+
+void BackendConnection::decode_held() {
+    if (closed_ || pause_bits_ != 0 || held_.empty()) {
+        return;
+    }
+    std::string bytes = std::move(held_);
+    held_.clear();
+    decode(std::as_writable_bytes(std::span<char>(bytes.data(), bytes.size())));
+}
+
 void BackendConnection::decode(std::span<std::byte> bytes) {
     while (!bytes.empty() && !closed_) {
+        if (pause_bits_ != 0) {
+            // Paused from inside a callback: keep the rest, in order, for after resume().
+            held_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+            break;
+        }
         auto r = decoder_.feed(bytes);
         if (closed_) {
             return;

@@ -81,9 +81,13 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
     /// Sends a Close frame (flushes). The caller then waits for on_backend_close or a timeout.
     void send_close(std::uint16_t code, std::string_view reason);
 
-    /// Pauses/resumes reading from the backend (TCP backpressure to the backend).
-    void pause(core::PauseReason reason) noexcept { stream_->pause(reason); }
-    void resume(core::PauseReason reason) noexcept { stream_->resume(reason); }
+    /// Pauses reading from the backend (TCP backpressure to the backend). Takes effect at
+    /// once, even inside a frame callback: the rest of the current read is held, unparsed,
+    /// and decoded only after resume(). Reasons are bits; reading resumes when none is left.
+    void pause(core::PauseReason reason) noexcept;
+    /// Clears a pause reason. When none is left, held bytes are decoded on the next loop
+    /// turn (never synchronously, so the caller's stack is not re-entered).
+    void resume(core::PauseReason reason) noexcept;
     /// Bytes waiting to be written to the backend.
     std::size_t queued_bytes() const noexcept { return stream_->queued_bytes(); }
 
@@ -119,6 +123,7 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
     void fail_handshake(const core::Error& error, unsigned status);
     void handle_handshake_bytes(std::span<std::byte> bytes);
     void decode(std::span<std::byte> bytes);
+    void decode_held();
     void gone(const core::Error* error);
 
     Context& context_;
@@ -127,6 +132,9 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
     std::unique_ptr<core::TcpStream> stream_;
     std::unique_ptr<http::ResponseParser> parser_;  ///< only during the handshake
     std::unique_ptr<core::Timer> timer_;            ///< connect + handshake deadline
+    std::unique_ptr<core::Timer> held_timer_;       ///< decodes held_ after a resume
+    std::string held_;                              ///< bytes read but not decoded (paused)
+    std::uint8_t pause_bits_ = 0;
     ws::Decoder decoder_;
     ws::FrameWriter writer_;
     std::string key_;

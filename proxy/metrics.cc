@@ -1,5 +1,9 @@
 #include "proxy/metrics.h"
 
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
 namespace proxy {
 
 std::string Metrics::key(std::string_view name, Labels labels) {
@@ -51,23 +55,28 @@ std::int64_t Metrics::gauge(std::string_view name, Labels labels) const {
 }
 
 std::string Metrics::render() const {
+    // Sorted by family name first: in the maps `x{...}` sorts after `x_y` and `xa`, which would
+    // split family x around them and give it two TYPE lines (Prometheus rejects the scrape).
     std::string out;
-    std::string last_name;
-    auto emit = [&](const std::string& k, const std::string& value, const char* type) {
-        const std::string name = k.substr(0, k.find('{'));
-        if (name != last_name) {
-            out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
-            last_name = name;
+    auto section = [&out](const auto& series, const char* type) {
+        std::vector<std::tuple<std::string_view, std::string_view, std::string>> samples;
+        samples.reserve(series.size());
+        for (const auto& [k, v] : series) {
+            const std::string_view key(k);
+            samples.emplace_back(key.substr(0, key.find('{')), key, std::to_string(v));
         }
-        out.append(k).append(" ").append(value).append("\n");
+        std::sort(samples.begin(), samples.end());
+        std::string_view last_name;
+        for (const auto& [name, key, value] : samples) {
+            if (name != last_name) {
+                out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+                last_name = name;
+            }
+            out.append(key).append(" ").append(value).append("\n");
+        }
     };
-    for (const auto& [k, v] : counters_) {
-        emit(k, std::to_string(v), "counter");
-    }
-    last_name.clear();
-    for (const auto& [k, v] : gauges_) {
-        emit(k, std::to_string(v), "gauge");
-    }
+    section(counters_, "counter");
+    section(gauges_, "gauge");
     return out;
 }
 

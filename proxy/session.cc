@@ -37,6 +37,7 @@ Session::Session(Context& context, const RouteRuntime& route, std::string id)
     // Pause before the replay buffer could have to evict an undelivered message: one more
     // message (≤ max_message) may arrive after the pause.
     pause_threshold_ = std::min<std::uint64_t>(limits_.outbound_queue, limits_.replay_buffer / 2);
+    pause_messages_ = std::max<std::uint64_t>(1, limits_.replay_messages / 2);
     started_at_ = context_.loop().now();
     context_.add(this);
     context_.add_session(id_, this);
@@ -171,10 +172,12 @@ void Session::on_backend_frame_end(bool message_end) {
     ++msgs_out_;
     bytes_out_ += size;
     undelivered_bytes_ += size;
+    ++undelivered_messages_;
     if (lost != 0) {
         // Only reachable when a single message is larger than the room left; the client will
         // get an explicit gap when it asks for these. Recount exactly (rare path).
         undelivered_bytes_ = replay_.bytes_after(delivered_seq_);
+        undelivered_messages_ = replay_.messages().size() - replay_.index_after(delivered_seq_);
         context_.metrics().inc("wsbridge_replay_evictions_total", {}, lost);
     }
     update_backpressure();
@@ -237,6 +240,7 @@ void Session::delivered(std::uint64_t seq) {
     for (std::size_t i = replay_.index_after(delivered_seq_);
          i < stored.size() && stored[i].seq <= seq; ++i) {
         undelivered_bytes_ -= std::min<std::uint64_t>(undelivered_bytes_, stored[i].payload.size());
+        undelivered_messages_ -= std::min<std::uint64_t>(undelivered_messages_, 1);
     }
     delivered_seq_ = seq;
     update_backpressure();
@@ -256,10 +260,14 @@ void Session::update_backpressure() {
     if (!backend_ || !open_) {
         return;
     }
-    const bool want_pause = transport_full_ || undelivered_bytes_ > pause_threshold_;
-    const bool may_resume = !transport_full_ && undelivered_bytes_ <= pause_threshold_ / 2;
+    const bool want_pause = transport_full_ || undelivered_bytes_ > pause_threshold_ ||
+                            undelivered_messages_ >= pause_messages_;
+    const bool may_resume = !transport_full_ && undelivered_bytes_ <= pause_threshold_ / 2 &&
+                            undelivered_messages_ <= pause_messages_ / 2;
     if (!paused_ && want_pause) {
         paused_ = true;
+        // Takes effect inside the current read: the rest of it waits in the backend
+        // connection, so nothing undelivered is ever evicted by a burst.
         backend_->pause(core::kPausePeerQueueFull);
         context_.metrics().inc("wsbridge_backend_pauses_total", {{"transport", "session"}});
     } else if (paused_ && may_resume) {

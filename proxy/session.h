@@ -132,7 +132,9 @@ class Session final : public Closable, public transports::SessionView, private B
     bool assembling_binary_ = false;
     std::uint64_t delivered_seq_ = 0;      ///< highest seq handed to a client
     std::uint64_t undelivered_bytes_ = 0;  ///< payload bytes with seq > delivered_seq_
-    std::uint64_t pause_threshold_ = 0;
+    std::uint64_t undelivered_messages_ = 0;  ///< messages with seq > delivered_seq_
+    std::uint64_t pause_threshold_ = 0;       ///< bytes
+    std::uint64_t pause_messages_ = 0;        ///< messages
     std::uint64_t next_client_seq_ = 1;
     RateLimiter rate_;  ///< client → backend messages (429 + Retry-After when over)
     std::unique_ptr<core::Timer> resume_timer_;

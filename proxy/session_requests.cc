@@ -242,6 +242,7 @@ void HttpConnection::start_sse(Session& session, std::uint64_t after,
     options.high_watermark = limits.outbound_queue;
     options.headers = cors_headers();
     options.reset_reason = std::move(reset);
+    stream_->resume(core::kPauseOwner);  // paused while the session opened
     auto* sse = new transports::sse::SseTransport(context_.loop(), std::move(stream_), session,
                                                   after, std::move(options));
     // The stream keeps this connection's admission slot until it ends.

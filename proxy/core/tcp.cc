@@ -72,7 +72,9 @@ void handle_closed_cb(uv_handle_t* handle) noexcept {
     if (handle->type == UV_TIMER) {
         delete reinterpret_cast<uv_timer_t*>(handle);
     }
-    if (--impl->handles_open == 0) {
+    // While the TcpStream lives it still reads its Impl (destructor, accessors), so only an
+    // orphaned Impl is freed here; otherwise ~TcpStream frees it.
+    if (--impl->handles_open == 0 && impl->owner_gone) {
         delete impl;
     }
 }
@@ -326,6 +328,11 @@ TcpStream::~TcpStream() {
     impl_->owner_gone = true;
     if (!impl_->closing) {
         close(CloseMode::Abort);
+    }
+    // The close already completed on an earlier loop iteration: the close callback left the
+    // Impl to us (destroying a stream long after close() was a use-after-free).
+    if (impl_->handles_open == 0) {
+        delete impl_;
     }
 }
 

@@ -80,8 +80,13 @@ int on_first_line_part(llhttp_t* p, const char* at, std::size_t length) {
     return 0;
 }
 
+// Fields after the head are chunked-body trailers: llhttp checks them, the parser drops them
+// (they must not pass for header fields, and the head limit does not bound them).
 int on_header_field(llhttp_t* p, const char* at, std::size_t length) {
     auto& s = state_of(p);
+    if (s.head_done) {
+        return 0;
+    }
     auto& headers = s.message->headers;
     if (headers.empty() || s.in_value) {
         headers.emplace_back();
@@ -95,6 +100,9 @@ int on_header_field(llhttp_t* p, const char* at, std::size_t length) {
 // input was split.
 int on_header_field_complete(llhttp_t* p) {
     auto& s = state_of(p);
+    if (s.head_done) {
+        return 0;
+    }
     const auto& headers = s.message->headers;
     if (headers.empty() || s.in_value || !is_token(headers.back().name)) {
         return user_error(p, core::Code::BadRequest, "header field name is not a token");
@@ -107,6 +115,9 @@ int on_header_field_complete(llhttp_t* p) {
 
 int on_header_value(llhttp_t* p, const char* at, std::size_t length) {
     auto& s = state_of(p);
+    if (s.head_done) {
+        return 0;
+    }
     s.in_value = true;
     s.message->headers.back().value.append(at, length);
     return 0;
@@ -114,6 +125,9 @@ int on_header_value(llhttp_t* p, const char* at, std::size_t length) {
 
 int on_header_value_complete(llhttp_t* p) {
     auto& s = state_of(p);
+    if (s.head_done) {
+        return 0;
+    }
     s.in_value = true;  // also for an empty value, which may come without on_header_value
     // Field values exclude surrounding whitespace (RFC 9110 §5.5); llhttp strips the leading
     // part, trailing spaces may remain.
@@ -207,6 +221,11 @@ core::Result<FeedResult> execute(CommonState& s, std::span<const char> data, boo
         }
         if (stop != core::Code::Ok) {
             return failure(stop, "bare CR or LF, or obs-fold, in the head");
+        }
+        if (s.scanner.done && !s.head_done) {
+            // The head ended (empty line) but llhttp wants more, as after the first part of the
+            // HTTP/2 preface: refuse rather than read on past the head limit.
+            return failure(core::Code::BadRequest, "head end not recognised");
         }
         return out;
     case HPE_PAUSED:

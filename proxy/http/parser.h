@@ -7,12 +7,15 @@
 // is paused in on_message_complete), so keep-alive pipelining and upgrades see exactly which
 // bytes belong to the next message or to the WebSocket stream. Limits are enforced from the
 // callbacks, before anything more is buffered:
-//   - request line + header bytes > max_header_bytes → HeaderTooLarge (431)
+//   - request line + header bytes (the final CRLF included) > max_header_bytes
+//     → HeaderTooLarge (431)
 //   - header count > max_headers → HeaderTooLarge (431)
 //   - body bytes > max_body → PayloadTooLarge (413)
 //   - Content-Length with Transfer-Encoding, bad chunking, bad tokens, obs-fold, bare LF,
 //     invalid versions… (llhttp strict errors) → BadRequest (400)
 //   - HTTP/2 preface → BadRequest (400)
+//   - header names that are not tokens, bare LF or CR line ends → BadRequest (400)
+// Trailers of chunked bodies are dropped (they could otherwise add headers after the checks).
 //
 // ResponseParser: parses a backend's response head only; feed() stops right after the
 // head, and the bytes after it (the first WebSocket frames of a 101) are left unconsumed.

@@ -35,8 +35,9 @@ bool PollTransport::has_news() const {
     if (reset_ || session_->close_info()) {
         return true;
     }
+    // A gap is news too: the client must learn at once that a range is gone.
     const ReplayBuffer& replay = session_->replay();
-    return replay.last_seq() > ack_;
+    return replay.last_seq() > ack_ || replay.gap_after(ack_).has_value();
 }
 
 void PollTransport::answer(bool detach) {
@@ -51,9 +52,7 @@ void PollTransport::answer(bool detach) {
     } else {
         const ReplayBuffer& replay = session_->replay();
         std::optional<Gap> gap;
-        if (const auto g = replay.gap_after(ack_)) {
-            gap = Gap{g->from, g->to};
-        }
+        gap = replay.gap_after(ack_);
         std::vector<OutMessage> out;
         const auto& stored = replay.messages();
         for (std::size_t i = replay.index_after(ack_); i < stored.size(); ++i) {
