@@ -1,0 +1,429 @@
+#include "bench/support/ws_client.h"
+
+#include "proxy/tls/crypto.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace bench {
+
+namespace {
+
+namespace ws = proxy::ws;
+using proxy::core::Code;
+using proxy::core::Side;
+
+/// Largest handshake response we accept before giving up on the connection.
+constexpr std::size_t kMaxHead = std::size_t{16} * 1024;
+
+// One loop, one thread: every read lands in this buffer and is consumed (decoded in place)
+// before the next read is allocated, so 8000 idle connections cost no read memory.
+std::array<char, std::size_t{64} * 1024> read_buffer;
+// Frames are assembled here; whatever the kernel does not take at once is copied into a
+// WriteReq.
+std::vector<std::byte> frame_scratch;
+proxy::tls::MaskSource mask_source;
+
+/// A queued write: owns its bytes until the write callback, then deletes itself.
+struct WriteReq {
+    uv_write_t req{};
+    ClientConn* owner = nullptr;
+    std::vector<std::byte> bytes;
+};
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+/// True when the comma-separated header value `list` contains `token` (case-insensitive).
+bool has_token(std::string_view list, std::string_view token) {
+    while (!list.empty()) {
+        const std::size_t comma = list.find(',');
+        if (iequals(trim(list.substr(0, comma)), token)) {
+            return true;
+        }
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        list.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+} // namespace
+
+proxy::core::Result<Target> parse_url(std::string_view url) {
+    constexpr std::string_view kScheme = "ws://";
+    if (url.substr(0, kScheme.size()) != kScheme) {
+        return proxy::core::fail(Code::Config, Side::Config, "url must start with ws://");
+    }
+    url.remove_prefix(kScheme.size());
+    const std::size_t slash = url.find('/');
+    const std::string_view authority = url.substr(0, slash);
+    const std::string path(slash == std::string_view::npos ? "/" : url.substr(slash));
+    const std::size_t colon = authority.rfind(':');
+    if (colon == std::string_view::npos) {
+        return proxy::core::fail(Code::Config, Side::Config, "url needs an explicit port");
+    }
+    const std::string_view host = authority.substr(0, colon);
+    if (host != "127.0.0.1" && host != "localhost") {
+        return proxy::core::fail(Code::Config, Side::Config,
+                                 "only 127.0.0.1 targets are allowed, got " + std::string(host));
+    }
+    const std::string port_text(authority.substr(colon + 1));
+    char* end = nullptr;
+    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port == 0 || port > 65535) {
+        return proxy::core::fail(Code::Config, Side::Config, "bad port " + port_text);
+    }
+    Target target;
+    if (uv_ip4_addr("127.0.0.1", static_cast<int>(port), &target.address) != 0) {
+        return proxy::core::fail(Code::Config, Side::Config, "uv_ip4_addr failed");
+    }
+    target.host = "127.0.0.1:" + port_text;
+    target.path = path;
+    return target;
+}
+
+std::string_view to_string(Outcome outcome) noexcept {
+    switch (outcome) {
+    case Outcome::Clean: return "clean";
+    case Outcome::PeerClose: return "peer_close";
+    case Outcome::Eof: return "eof";
+    case Outcome::ConnectError: return "connect_error";
+    case Outcome::HandshakeError: return "handshake_error";
+    case Outcome::ProtocolError: return "protocol_error";
+    case Outcome::IoError: return "io_error";
+    case Outcome::Aborted: return "aborted";
+    }
+    return "unknown";
+}
+
+ClientConn::ClientConn(uv_loop_t* loop, const Target& target, ClientHandler& handler,
+                       std::size_t id, std::uint64_t max_message)
+    : decoder_(ws::DecoderOptions{ws::Role::Client, max_message}, *this), loop_(loop),
+      target_(&target), handler_(&handler), id_(id) {}
+
+ClientConn::~ClientConn() {
+    if (handle_open_) {
+        // The uv_tcp_t lives inside this object (STYLE §2.1): freeing it now would corrupt the
+        // loop. The load generator never does this; crash loudly if it ever does.
+        std::fputs("loadgen: ClientConn destroyed with an open handle\n", stderr);
+        std::abort();
+    }
+}
+
+proxy::core::Result<void> ClientConn::start() {
+    if (state_ != State::Idle) {
+        return proxy::core::fail(Code::Internal, Side::Internal, "start() called twice");
+    }
+    int rc = uv_tcp_init(loop_, &tcp_);
+    if (rc != 0) {
+        state_ = State::Closed;
+        return proxy::core::fail(Code::Io, Side::Internal, uv_err_name(rc));
+    }
+    handle_open_ = true;
+    tcp_.data = this;
+    connect_.data = this;
+    rc = uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&target_->address),
+                        on_connect_cb);
+    if (rc != 0) {
+        // Fail synchronously (STYLE §2.7): release the handle without telling the handler.
+        notify_closed_ = false;
+        finish(Outcome::ConnectError, uv_err_name(rc));
+        return proxy::core::fail(Code::Io, Side::Internal, uv_err_name(rc));
+    }
+    state_ = State::Connecting;
+    return {};
+}
+
+void ClientConn::on_connect_cb(uv_connect_t* req, int status) noexcept {
+    if (auto* self = static_cast<ClientConn*>(req->data)) {
+        self->on_connect(status);
+    }
+}
+
+void ClientConn::on_connect(int status) {
+    if (state_ != State::Connecting) {
+        return; // aborted meanwhile; status is UV_ECANCELED
+    }
+    if (status != 0) {
+        finish(Outcome::ConnectError, uv_err_name(status));
+        return;
+    }
+    uv_tcp_nodelay(&tcp_, 1);
+    state_ = State::Handshaking;
+    std::array<std::byte, 16> nonce{};
+    proxy::tls::random_bytes(nonce);
+    const std::string key = proxy::tls::base64_encode(nonce);
+    expected_accept_ = proxy::tls::websocket_accept(key);
+    const std::string request = "GET " + target_->path + " HTTP/1.1\r\nHost: " + target_->host +
+                                "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Key: " +
+                                key + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    const int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc_cb, on_read_cb);
+    if (rc != 0) {
+        finish(Outcome::IoError, uv_err_name(rc));
+        return;
+    }
+    write_bytes(std::as_bytes(std::span(request)));
+}
+
+void ClientConn::on_alloc_cb(uv_handle_t*, std::size_t, uv_buf_t* buf) noexcept {
+    buf->base = read_buffer.data();
+    buf->len = read_buffer.size();
+}
+
+void ClientConn::on_read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
+    if (auto* self = static_cast<ClientConn*>(stream->data)) {
+        self->on_read(nread, buf);
+    }
+}
+
+void ClientConn::on_read(ssize_t nread, const uv_buf_t* buf) {
+    if (state_ == State::Closed || nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF) {
+            finish(Outcome::Eof, "eof");
+        } else {
+            finish(Outcome::IoError, uv_err_name(static_cast<int>(nread)));
+        }
+        return;
+    }
+    const std::span bytes(reinterpret_cast<std::byte*>(buf->base), static_cast<std::size_t>(nread));
+    if (state_ == State::Handshaking) {
+        on_handshake_bytes(bytes);
+    } else {
+        feed(bytes);
+    }
+}
+
+void ClientConn::on_handshake_bytes(std::span<const std::byte> bytes) {
+    head_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    const std::size_t end = head_.find("\r\n\r\n");
+    if (end == std::string::npos) {
+        if (head_.size() > kMaxHead) {
+            finish(Outcome::HandshakeError, "response head too large");
+        }
+        return;
+    }
+    if (const std::string_view problem = check_handshake(std::string_view(head_).substr(0, end));
+        !problem.empty()) {
+        finish(Outcome::HandshakeError, problem);
+        return;
+    }
+    // Frames may follow the 101 in the same read (RFC 6455 §4.1: the server may send at once).
+    std::string rest = head_.substr(end + 4);
+    std::string().swap(head_);
+    std::string().swap(expected_accept_);
+    state_ = State::Open;
+    handler_->on_open(*this);
+    if (!rest.empty() && state_ != State::Closed) {
+        feed(std::as_writable_bytes(std::span(rest)));
+    }
+}
+
+std::string_view ClientConn::check_handshake(std::string_view head) const {
+    // RFC 6455 §4.1, client requirements 1-6 on the server's response.
+    const std::size_t line_end = head.find("\r\n");
+    const std::string_view status = head.substr(0, line_end);
+    if (status.substr(0, 13) != "HTTP/1.1 101 " && status != "HTTP/1.1 101") {
+        return "status is not 101";
+    }
+    bool upgrade = false;
+    bool connection = false;
+    bool accept = false;
+    std::string_view rest = line_end == std::string_view::npos ? "" : head.substr(line_end + 2);
+    while (!rest.empty()) {
+        const std::size_t eol = rest.find("\r\n");
+        const std::string_view line = rest.substr(0, eol);
+        rest = eol == std::string_view::npos ? "" : rest.substr(eol + 2);
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos) {
+            return "malformed header line";
+        }
+        const std::string_view name = line.substr(0, colon);
+        const std::string_view value = trim(line.substr(colon + 1));
+        if (iequals(name, "upgrade")) {
+            upgrade = iequals(value, "websocket");
+        } else if (iequals(name, "connection")) {
+            connection = has_token(value, "upgrade");
+        } else if (iequals(name, "sec-websocket-accept")) {
+            accept = value == expected_accept_;
+            if (!accept) {
+                return "wrong Sec-WebSocket-Accept";
+            }
+        } else if (iequals(name, "sec-websocket-extensions") ||
+                   iequals(name, "sec-websocket-protocol")) {
+            return "server selected an extension or subprotocol we did not offer";
+        }
+    }
+    if (!upgrade) {
+        return "missing Upgrade: websocket";
+    }
+    if (!connection) {
+        return "missing Connection: Upgrade";
+    }
+    if (!accept) {
+        return "missing Sec-WebSocket-Accept";
+    }
+    return {};
+}
+
+void ClientConn::feed(std::span<std::byte> bytes) {
+    auto consumed = decoder_.feed(bytes);
+    if (!consumed && state_ != State::Closed) {
+        finish(Outcome::ProtocolError, std::string(proxy::core::to_string(consumed.error().code)) +
+                                           ": " + consumed.error().context);
+    }
+}
+
+bool ClientConn::send(ws::Opcode opcode, std::span<const std::byte> payload) {
+    if (state_ != State::Open) {
+        return false;
+    }
+    const std::array<std::byte, 4> mask = mask_source.next();
+    std::array<std::byte, ws::kMaxHeaderSize> header{};
+    const std::size_t header_size = ws::encode_header(header, true, opcode, payload.size(), &mask);
+    frame_scratch.resize(header_size + payload.size());
+    std::memcpy(frame_scratch.data(), header.data(), header_size);
+    if (!payload.empty()) {
+        std::memcpy(frame_scratch.data() + header_size, payload.data(), payload.size());
+    }
+    ws::apply_mask(std::span(frame_scratch).subspan(header_size), mask, 0);
+    return write_bytes(frame_scratch);
+}
+
+bool ClientConn::write_bytes(std::span<const std::byte> bytes) {
+    auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+    std::size_t written = 0;
+    // uv_try_write refuses (UV_EAGAIN) while earlier writes are queued, so order is kept.
+    if (stream->write_queue_size == 0) {
+        uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                                   static_cast<unsigned>(bytes.size()));
+        const int rc = uv_try_write(stream, &buf, 1);
+        if (rc >= 0) {
+            written = static_cast<std::size_t>(rc);
+        } else if (rc != UV_EAGAIN) {
+            finish(Outcome::IoError, uv_err_name(rc));
+            return false;
+        }
+    }
+    if (written == bytes.size()) {
+        return true;
+    }
+    auto* req = new WriteReq;
+    req->owner = this;
+    req->req.data = req;
+    req->bytes.assign(bytes.begin() + static_cast<std::ptrdiff_t>(written), bytes.end());
+    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(req->bytes.data()),
+                               static_cast<unsigned>(req->bytes.size()));
+    const int rc = uv_write(&req->req, stream, &buf, 1, on_write_cb);
+    if (rc != 0) {
+        delete req;
+        finish(Outcome::IoError, uv_err_name(rc));
+        return false;
+    }
+    return true;
+}
+
+void ClientConn::on_write_cb(uv_write_t* req, int status) noexcept {
+    auto* write = static_cast<WriteReq*>(req->data);
+    ClientConn* owner = write->owner;
+    delete write;
+    // UV_ECANCELED means the handle is closing: the owner already knows.
+    if (status < 0 && status != UV_ECANCELED && owner->state_ != State::Closed) {
+        owner->finish(Outcome::IoError, uv_err_name(status));
+    }
+}
+
+void ClientConn::close(std::uint16_t code) {
+    if (state_ == State::Closing || state_ == State::Closed) {
+        return;
+    }
+    if (state_ != State::Open) {
+        abort(Outcome::Aborted, "closed before open");
+        return;
+    }
+    const std::string payload = ws::close_payload(code, "");
+    send(ws::Opcode::Close, std::as_bytes(std::span(payload)));
+    if (state_ == State::Open) {
+        state_ = State::Closing;
+    }
+}
+
+void ClientConn::abort(Outcome outcome, std::string_view detail) { finish(outcome, detail); }
+
+void ClientConn::finish(Outcome outcome, std::string_view detail) {
+    if (state_ == State::Closed) {
+        return;
+    }
+    state_ = State::Closed;
+    outcome_ = outcome;
+    detail_ = detail;
+    decoder_.stop();
+    if (handle_open_) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close_cb);
+    }
+}
+
+void ClientConn::on_close_cb(uv_handle_t* handle) noexcept {
+    auto* self = static_cast<ClientConn*>(handle->data);
+    self->handle_open_ = false;
+    if (self->notify_closed_) {
+        self->handler_->on_closed(*self, self->outcome_, self->detail_);
+    }
+}
+
+void ClientConn::on_data_frame_begin(const ws::FrameHeader&, ws::Opcode) {}
+
+void ClientConn::on_data_frame_payload(std::span<const std::byte> bytes) {
+    if (state_ == State::Open || state_ == State::Closing) {
+        handler_->on_data(*this, bytes);
+    }
+}
+
+void ClientConn::on_data_frame_end(bool message_end) {
+    if (message_end && (state_ == State::Open || state_ == State::Closing)) {
+        handler_->on_message_end(*this);
+    }
+}
+
+void ClientConn::on_ping(std::span<const std::byte> payload) {
+    send(ws::Opcode::Pong, payload); // RFC 6455 §5.5.3; no-op unless Open
+}
+
+void ClientConn::on_pong(std::span<const std::byte>) {}
+
+void ClientConn::on_close(std::uint16_t code, std::string_view reason) {
+    if (state_ == State::Closing) {
+        finish(Outcome::Clean, "");
+        return;
+    }
+    // The server started the closing handshake: answer with its code (RFC 6455 §5.5.1).
+    const std::string payload = ws::close_payload(code, "");
+    send(ws::Opcode::Close, std::as_bytes(std::span(payload)));
+    finish(Outcome::PeerClose, "code " + std::to_string(code) + " " + std::string(reason));
+}
+
+} // namespace bench
