@@ -295,6 +295,13 @@ void BackendConnection::heartbeat(std::uint64_t now) {
     if (!open_ || closed_) {
         return;
     }
+    if (pause_bits_ != 0) {
+        // We stopped reading (the client is slow): the backend's pong waits unread behind the
+        // data it already sent, so its silence proves nothing. The pong deadline starts again
+        // once reading resumes; keepalive pings still go out.
+        last_read_ = now;
+        ping_sent_at_ = 0;
+    }
     const HeartbeatPlan plan = derive_heartbeat(limits_.backend_idle_timeout);
     if (ping_sent_at_ != 0 && now - ping_sent_at_ >= plan.pong_timeout) {
         Error e{Code::PeerTimeout, Side::Backend, "backend did not answer a ping in time"};

@@ -185,7 +185,7 @@ void HttpConnection::respond_error(unsigned status, std::string_view code,
     }
     stream_->write(http::json_error(status, code, detail, close, extra));
     const http::Request& request = parser_.request();
-    core::log(LogLevel::Info, "http_rejected",
+    core::log_limited(LogLevel::Info, "http_rejected",
               {{"client", client_address_},
                {"method", request.method},
                {"path", std::string(request.path())},

@@ -13,6 +13,7 @@ Server::Server(core::Loop& loop, std::shared_ptr<const config::Config> config)
     : loop_(loop), context_(loop, std::move(config)) {}
 
 Server::~Server() {
+    housekeeping_.reset();
     for (auto& l : listeners_) {
         l->close();
     }
@@ -46,6 +47,9 @@ core::Result<void> Server::start() {
         core::log(LogLevel::Info, "listening", {{"address", listener->local_address()}});
         listeners_.push_back(std::move(listener));
     }
+    housekeeping_ = std::make_unique<core::Timer>(loop_, [] { core::flush_suppressed_logs(); });
+    housekeeping_->unref();
+    housekeeping_->start(1000, 1000);
     if (const auto& admin = context_.config().admin) {
         admin_ = std::make_unique<AdminServer>(context_);
         if (auto r = admin_->start(admin->host, admin->port); !r) {
@@ -77,7 +81,7 @@ void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::strin
                                                 : "Too many connections; retry later.",
                                        true, {{"Retry-After", "1"}}));
         stream->close(core::TcpStream::CloseMode::Flush);
-        core::log(LogLevel::Warn, "connection_rejected",
+        core::log_limited(LogLevel::Warn, "connection_rejected",
                   {{"client", ip}, {"status", 503u},
                    {"reason", draining ? "draining" : "connection cap reached"}});
         context_.metrics().inc("wsbridge_rejections_total",

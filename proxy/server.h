@@ -42,6 +42,7 @@ class Server {
     std::vector<std::unique_ptr<core::TcpListener>> listeners_;
     std::unique_ptr<AdminServer> admin_;
     std::unique_ptr<core::Timer> drain_timer_;
+    std::unique_ptr<core::Timer> housekeeping_;  ///< 1 s: suppressed-log summaries
     bool stopping_ = false;
 };
 

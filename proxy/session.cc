@@ -134,7 +134,7 @@ void Session::on_backend_failed(const Error& error, unsigned status,
                            {{"transport", "session"},
                             {"reason", core::to_string(error.code)},
                             {"status", std::to_string(answer)}});
-    core::log(LogLevel::Warn, "session_rejected",
+    core::log_limited(LogLevel::Warn, "session_rejected",
               {{"session", id_},
                {"route", route_.route->path},
                {"status", answer},

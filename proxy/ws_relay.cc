@@ -155,7 +155,7 @@ void WsRelay::on_backend_failed(const Error& error, unsigned status,
                                true);
     }
     client_->write(out);
-    core::log(LogLevel::Warn, "ws_rejected",
+    core::log_limited(LogLevel::Warn, "ws_rejected",
               {{"client", client_address_},
                {"route", route_.route->path},
                {"status", answered},
@@ -380,10 +380,12 @@ void WsRelay::on_backend_gone(const Error* error) {
 
 void WsRelay::on_backend_write_high() {
     client_->pause(core::kPausePeerQueueFull);
+    client_paused_by_backend_queue_ = true;
 }
 
 void WsRelay::on_backend_write_low() {
     client_->resume(core::kPausePeerQueueFull);
+    client_paused_by_backend_queue_ = false;
 }
 
 // ---- client stream -------------------------------------------------------------------------
@@ -452,7 +454,7 @@ void WsRelay::fail_client(const Error& error) {
         }
         backend_close_sent_ = true;
     }
-    core::log(LogLevel::Info, "ws_client_error",
+    core::log_limited(LogLevel::Info, "ws_client_error",
               {{"client", client_address_},
                {"route", route_.route->path},
                {"code", static_cast<unsigned>(code)},
@@ -473,6 +475,13 @@ void WsRelay::on_tick() {
     }
     const std::uint64_t now = context_.loop().now();
     const HeartbeatPlan plan = derive_heartbeat(limits_.idle_timeout);
+    if (client_paused_by_backend_queue_) {
+        // We stopped reading the client (the backend is slow): its pong waits unread behind
+        // the data it already sent, so its silence proves nothing. The pong deadline starts
+        // again once reading resumes; keepalive pings still go out.
+        last_client_read_ = now;
+        client_ping_sent_at_ = 0;
+    }
     if (client_ping_sent_at_ != 0 && now - client_ping_sent_at_ >= plan.pong_timeout) {
         core::log(LogLevel::Info, "ws_client_timeout",
                   {{"client", client_address_}, {"route", route_.route->path}});

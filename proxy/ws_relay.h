@@ -123,6 +123,7 @@ class WsRelay final : public Closable,
     std::uint64_t msgs_out_ = 0;   ///< backend → client
     std::uint64_t bytes_out_ = 0;
     bool backend_paused_by_client_queue_ = false;
+    bool client_paused_by_backend_queue_ = false;  ///< heartbeat: client pongs wait unread
     bool finished_ = false;
     bool rate_exceeded_ = false;
     RateLimiter rate_;               ///< client → backend messages (close 1008 when over)

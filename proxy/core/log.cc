@@ -1,6 +1,9 @@
 #include "proxy/core/log.h"
 
 #include <cstdio>
+#include <ctime>
+#include <map>
+#include <string>
 #include <cstdlib>
 #include <ctime>
 #include <sys/time.h>
@@ -90,6 +93,62 @@ void append_logfmt_value(std::string& out, std::string_view value) {
         }
     }
     out.push_back('"');
+}
+
+namespace {
+
+struct LimitState {
+    std::int64_t second = 0;
+    unsigned written = 0;
+    std::uint64_t suppressed = 0;
+};
+
+std::map<std::string, LimitState, std::less<>>& limit_states() {
+    static std::map<std::string, LimitState, std::less<>> states;
+    return states;
+}
+
+std::int64_t monotonic_second() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec);
+}
+
+} // namespace
+
+void log_limited(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+    if (!log_enabled(level)) {
+        return;
+    }
+    auto& states = limit_states();
+    auto it = states.find(event);
+    if (it == states.end()) {
+        it = states.emplace(std::string(event), LimitState{}).first;
+    }
+    LimitState& st = it->second;
+    const std::int64_t now = monotonic_second();
+    if (now != st.second) {
+        if (st.suppressed != 0) {
+            log(LogLevel::Warn, "log_suppressed", {{"name", event}, {"count", st.suppressed}});
+        }
+        st = LimitState{now, 0, 0};
+    }
+    if (st.written >= kLimitedPerSecond) {
+        ++st.suppressed;
+        return;
+    }
+    ++st.written;
+    log(level, event, fields);
+}
+
+void flush_suppressed_logs() {
+    const std::int64_t now = monotonic_second();
+    for (auto& [name, st] : limit_states()) {
+        if (st.second != now && st.suppressed != 0) {
+            log(LogLevel::Warn, "log_suppressed", {{"name", name}, {"count", st.suppressed}});
+            st = LimitState{now, 0, 0};
+        }
+    }
 }
 
 void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {

@@ -34,6 +34,16 @@ bool log_enabled(LogLevel level) noexcept;
 /// Writes one line: `ts=<RFC 3339 UTC> level=<level> event=<event> <fields…>`.
 void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields);
 
+/// Like log(), but at most `kLimitedPerSecond` lines per second per `event` name: the rest are
+/// counted and reported once per second as `event=log_suppressed name=<event> count=<n>`, so a
+/// flood of bad requests cannot fill the disk. For rejection and error lines.
+void log_limited(LogLevel level, std::string_view event, std::initializer_list<LogField> fields);
+/// Writes the pending `log_suppressed` summaries of past seconds. Called once per second by
+/// the server's housekeeping timer, so a summary appears even when the flood stopped.
+void flush_suppressed_logs();
+/// Lines per second and event name that log_limited() writes before suppressing.
+inline constexpr unsigned kLimitedPerSecond = 50;
+
 /// Appends `value` to `out` in logfmt form (quoted and escaped when needed). For tests.
 void append_logfmt_value(std::string& out, std::string_view value);
 

@@ -136,6 +136,23 @@ describe('edge limits', () => {
     }
   });
 
+  test('rejection log lines are rate-limited per event; the rest are counted', async () => {
+    const before = proxy.stderr().split('\n').filter((l) => l.includes('event=http_rejected')).length;
+    const started = Date.now();
+    const answers = [];
+    for (let batch = 0; batch < 6; batch++) { // 25 at a time: under max_connections_per_ip
+      const floods = [];
+      for (let i = 0; i < 25; i++) floods.push(raw('GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      answers.push(...await Promise.all(floods));
+    }
+    assert.ok(answers.every((a) => /^HTTP\/1\.1 404 /.test(a)), 'every flood request answered 404');
+    const m = await proxy.waitForLog(/event=log_suppressed name=http_rejected count=(\d+)/, 5000);
+    const lines = proxy.stderr().split('\n').filter((l) => l.includes('event=http_rejected')).length - before;
+    const seconds = Math.ceil((Date.now() - started) / 1000) + 1;
+    assert.ok(lines <= 50 * seconds, `${lines} rejection lines in ~${seconds} s`);
+    assert.ok(Number(m[1]) >= 1);
+  });
+
   test('the admin endpoint counts rejections and closes by reason', async () => {
     const metrics = await httpGet(adminPort, '/metrics');
     assert.equal(metrics.status, 200);
