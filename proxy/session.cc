@@ -203,6 +203,10 @@ void Session::on_backend_gone(const Error* error) {
     if (error != nullptr && error->code == Code::PeerTimeout) {
         code = close_code::kInternalError;
         reason = "backend timed out";
+    } else if (error != nullptr && error->code == Code::MessageTooBig) {
+        // SPEC §5: a backend message over max_message closes the session with 1009.
+        code = close_code::kMessageTooBig;
+        reason = "backend message too big";
     } else if (error != nullptr && error->code != Code::Io) {
         code = close_code::kBadGateway;
         reason = "backend protocol error";
