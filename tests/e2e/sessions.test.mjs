@@ -266,6 +266,7 @@ describe('sessions', { skip }, () => {
       { path: '/del', backend: backend.url('/headers') },
       { path: '/cors', backend: backend.url('/echo'), origins: ['http://app.example'] },
       { path: '/short', backend: backend.url('/chat'), resume_window: '1s' },
+      { path: '/toobig', backend: backend.url('/headers'), max_message: 100, outbound_queue: '1k', replay_buffer: '1k' },
     ]), { label: 'sessions-proxy' });
   });
   after(async () => {
@@ -451,6 +452,18 @@ describe('sessions', { skip }, () => {
         } finally {
           es.close();
         }
+      }
+    });
+
+    test('a backend message over max_message closes the session with 1009 (SPEC §5)', { timeout: T }, async () => {
+      // /toobig: the backend's first message (its /headers JSON) is larger than 100 bytes.
+      const { es } = await sseOpen('/toobig');
+      try {
+        const close = await es.waitForEvent((e) => e.type === 'close', 5000, 'the close event');
+        assert.equal(JSON.parse(close.data).code, 1009);
+        assert.equal(es.events.filter((e) => e.type === 'message').length, 0, 'nothing of it delivered');
+      } finally {
+        es.close();
       }
     });
 
