@@ -26,6 +26,9 @@ HOLD=${HOLD:-120s} # upper bound; the hold ends (SIGINT) as soon as memory is sa
 CPU_LOADGEN=${CPU_LOADGEN:-}
 CPU_PROXY=${CPU_PROXY:-}
 CPU_BACKEND=${CPU_BACKEND:-}
+WAIT_QUIET=${WAIT_QUIET:-60} # seconds to wait for a quiet machine before each echo run
+NOISE_PCT=${NOISE_PCT:-10}   # "quiet": other processes use at most this % of all CPUs
+RETRIES=${RETRIES:-2}        # repeat an echo run disturbed by other processes
 NICE=${NICE:-} # e.g. -10 (root only): favour the three measured processes on a busy machine
 
 BACKEND_PID=
@@ -89,6 +92,17 @@ wait_for_line() {
 
 kib_field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
 
+# CPU accounting from /proc: "busy total" jiffies of all CPUs, and a process's own jiffies.
+TICKS=$(getconf CLK_TCK)
+stat_cpu() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
+proc_ticks() { if [[ -r /proc/$1/stat ]]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
+# Percentage of CPU busy between two stat_cpu samples, minus `ours` jiffies.
+busy_pct() {
+    awk -v a="$1" -v b="$2" -v ours="${3:-0}" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); busy = y[1] - x[1]; total = y[2] - x[2];
+        v = total > 0 ? 100 * (busy - ours) / total : 0; printf "%.1f", v < 0 ? 0 : v }'
+}
+
 # --- limits ------------------------------------------------------------------------------
 # The proxy holds two sockets per idle connection (client + backend), the loadgen one.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -128,11 +142,15 @@ LAYOUT+=" nice=${NICE:-0}"
 echo "machine:  $MACHINE"
 echo "versions: $VERSIONS"
 echo "pinning:  $LAYOUT"
-# Everything shares the machine's cores: other work skews the figures, so record the load.
+# Everything shares the machine's cores: other work skews the figures far more than the proxy
+# does, so sample how busy the machine is before starting (and per run, below).
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "load:     $LOAD_BEFORE"
-if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 0.5) }'; then
-    log "warning: 1-minute load average is ${LOAD_BEFORE%% *}; figures will be noisy"
+CPU_A=$(stat_cpu)
+sleep 2
+BUSY_BEFORE=$(busy_pct "$CPU_A" "$(stat_cpu)")
+echo "load:     $LOAD_BEFORE; cpu busy before start: $BUSY_BEFORE%"
+if awk -v b="$BUSY_BEFORE" 'BEGIN { exit !(b > 10) }'; then
+    log "warning: the machine is $BUSY_BEFORE% busy before the benchmark; figures will be noisy"
 fi
 
 # --- backend -----------------------------------------------------------------------------
@@ -182,21 +200,81 @@ check_proxy_alive() {
 }
 
 # --- echo runs ---------------------------------------------------------------------------
-# run_echo TAG PORT: one loadgen echo run; appends {"run":TAG,...} to runs.jsonl.
+# CPU accounting, to tell a noisy run from a slow proxy: `other_cpu_pct` is the share of all
+# CPU time during a run spent by processes other than loadgen, proxy and backend.
+TIME_CMD=()
+if [[ -x /usr/bin/time ]]; then
+    TIME_CMD=(/usr/bin/time -f '%U %S' -o "$OUT/loadgen.time")
+fi
+
+# Waits (at most WAIT_QUIET seconds) until other processes use at most NOISE_PCT % of the CPU
+# over one second; our own backend and proxy are idle between runs.
+wait_quiet() {
+    local deadline=$((SECONDS + WAIT_QUIET)) sample busy
+    while :; do
+        sample=$(stat_cpu)
+        sleep 1
+        busy=$(busy_pct "$sample" "$(stat_cpu)")
+        awk -v b="$busy" -v n="$NOISE_PCT" 'BEGIN { exit !(b <= n) }' && return 0
+        if ((SECONDS >= deadline)); then
+            log "machine still $busy% busy after ${WAIT_QUIET}s; running anyway"
+            return 0
+        fi
+    done
+}
+
+# run_echo TAG PORT: one loadgen echo run; appends {"run":TAG,...} to runs.jsonl. A run during
+# which other processes took more than NOISE_PCT % of the CPU is repeated (RETRIES times).
 run_echo() {
-    local tag=$1 port=$2 json rc=0
-    json=$("${PIN_LOADGEN[@]}" "$LOADGEN" echo --url "ws://127.0.0.1:$port/echo" \
-        --connections "$CONNECTIONS" --size "$SIZE" --pipeline "$PIPELINE" \
-        --duration "$DURATION" --warmup "$WARMUP" 2>>"$OUT/loadgen.log") || rc=$?
-    [[ $json == \{* ]] || die "loadgen $tag failed (exit $rc): $(tail -n 5 "$OUT/loadgen.log")"
-    printf '{"run":"%s",%s\n' "$tag" "${json#\{}" >>"$OUT/runs.jsonl"
-    log "$tag: $json"
+    local tag=$1 port=$2 json rc cpu0 cpu1 be0 be1 px0 px1 lg other attempt cores
+    for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
+        wait_quiet
+        rc=0
+        lg=0
+        cpu0=$(stat_cpu)
+        be0=$(proc_ticks "$BACKEND_PID")
+        px0=$(proc_ticks "$PROXY_PID")
+        json=$("${TIME_CMD[@]}" "${PIN_LOADGEN[@]}" "$LOADGEN" echo \
+            --url "ws://127.0.0.1:$port/echo" --connections "$CONNECTIONS" --size "$SIZE" \
+            --pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" \
+            2>>"$OUT/loadgen.log") || rc=$?
+        be1=$(proc_ticks "$BACKEND_PID")
+        px1=$(proc_ticks "$PROXY_PID")
+        cpu1=$(stat_cpu)
+        [[ $json == \{* ]] || die "loadgen $tag failed (exit $rc): $(tail -n 5 "$OUT/loadgen.log")"
+        if [[ ${#TIME_CMD[@]} -gt 0 ]]; then
+            lg=$(awk -v t="$TICKS" '{ printf "%d", ($1 + $2) * t }' "$OUT/loadgen.time")
+        fi
+        other=$(busy_pct "$cpu0" "$cpu1" $((be1 - be0 + px1 - px0 + lg)))
+        # Each process's CPU use in % of one core over the run (warm-up and closing included).
+        cores=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$(nproc)" -v be=$((be1 - be0)) \
+            -v px=$((px1 - px0)) -v lg="$lg" 'BEGIN {
+                split(a, x, " "); split(b, y, " "); wall = (y[2] - x[2]) / n;
+                if (wall <= 0) wall = 1;
+                printf "\"cpu_pct\":{\"loadgen\":%.0f,\"proxy\":%.0f,\"backend\":%.0f}",
+                    100 * lg / wall, 100 * px / wall, 100 * be / wall }')
+        log "$tag: other_cpu_pct=$other $cores $json"
+        if awk -v o="$other" -v n="$NOISE_PCT" 'BEGIN { exit !(o <= n) }'; then
+            break
+        fi
+        ((attempt <= RETRIES)) && log "$tag: other processes took $other% of the CPU; again"
+    done
+    printf '{"run":"%s","other_cpu_pct":%s,%s,"attempts":%d,%s\n' "$tag" "$other" "$cores" \
+        $((attempt > RETRIES + 1 ? RETRIES + 1 : attempt)) "${json#\{}" >>"$OUT/runs.jsonl"
 }
 
 start_backend
 write_config
 start_proxy echo
 log "backend on $BACKEND_PORT, proxy on $PROXY_PORT (pid $PROXY_PID)"
+
+# Prime both paths first (unrecorded): a fresh Node backend is still optimising its hot code
+# and growing its heap, which otherwise makes direct-1 the slowest run.
+for port in "$BACKEND_PORT" "$PROXY_PORT"; do
+    "${PIN_LOADGEN[@]}" "$LOADGEN" echo --url "ws://127.0.0.1:$port/echo" \
+        --connections "$CONNECTIONS" --size "$SIZE" --pipeline "$PIPELINE" --duration 3s \
+        --warmup 0 >/dev/null 2>>"$OUT/loadgen.log" || die "priming run on port $port failed"
+done
 
 run_echo direct-1 "$BACKEND_PORT"
 run_echo proxy-1 "$PROXY_PORT"
@@ -257,6 +335,7 @@ WARNINGS=$(cat "$OUT"/proxy-*.log | grep -cE 'level=(warn|error)' || true)
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE=$MACHINE VERSIONS=$VERSIONS LAYOUT=$LAYOUT WARNINGS=$WARNINGS ECHO_HWM_KIB=$ECHO_HWM_KIB \
     IDLE_HWM_KIB=$IDLE_HWM_KIB LOAD_BEFORE=$LOAD_BEFORE LOAD_AFTER=$LOAD_AFTER \
+    BUSY_BEFORE=$BUSY_BEFORE \
     node - "$OUT/runs.jsonl" "$OUT/latest.json" <<'EOF'
 const fs = require('node:fs');
 const [runsPath, outPath] = process.argv.slice(2);
@@ -280,10 +359,12 @@ const memory = idle ? {
 const pad = (s, n) => String(s).padStart(n);
 const lines = [];
 lines.push(`${'run'.padEnd(10)}${pad('msgs/s', 10)}${pad('p50 us', 10)}${pad('p90 us', 10)}` +
-  `${pad('p99 us', 10)}${pad('max us', 10)}${pad('errors', 8)}`);
+  `${pad('p99 us', 10)}${pad('max us', 10)}${pad('errors', 8)}${pad('other cpu', 11)}` +
+  `  cpu% loadgen/proxy/backend`);
 for (const r of echo) {
   lines.push(`${r.run.padEnd(10)}${pad(r.msgs_per_sec, 10)}${pad(r.p50_us, 10)}${pad(r.p90_us, 10)}` +
-    `${pad(r.p99_us, 10)}${pad(r.max_us, 10)}${pad(r.errors, 8)}`);
+    `${pad(r.p99_us, 10)}${pad(r.max_us, 10)}${pad(r.errors, 8)}${pad(r.other_cpu_pct + '%', 11)}` +
+    `  ${r.cpu_pct.loadgen}/${r.cpu_pct.proxy}/${r.cpu_pct.backend}`);
 }
 lines.push('');
 lines.push(`proxy/direct: throughput x${ratios.msgs_per_sec.toFixed(3)}, ` +
@@ -297,12 +378,14 @@ if (memory) {
     `${idle2.rss_after_close_kib} KiB (growth ${memory.rss_growth_second_round_kib} KiB); ` +
     `peak RSS ${memory.echo_hwm_kib} KiB in the echo runs, ${memory.idle_hwm_kib} KiB idle`);
 }
-lines.push(`load average ${process.env.LOAD_BEFORE} before, ${process.env.LOAD_AFTER} after; ` +
+lines.push(`cpu busy before start ${process.env.BUSY_BEFORE}%; load average ` +
+  `${process.env.LOAD_BEFORE} before, ${process.env.LOAD_AFTER} after; ` +
   `proxy log warn/error lines: ${process.env.WARNINGS}`);
 console.log(lines.join('\n'));
 const result = {
   date: new Date().toISOString(), machine: process.env.MACHINE, versions: process.env.VERSIONS,
-  pinning: process.env.LAYOUT, load_before: process.env.LOAD_BEFORE,
+  pinning: process.env.LAYOUT, cpu_busy_before_pct: Number(process.env.BUSY_BEFORE),
+  load_before: process.env.LOAD_BEFORE,
   load_after: process.env.LOAD_AFTER, echo, ratios, idle_memory: memory,
   proxy_warn_error_lines: Number(process.env.WARNINGS),
 };

@@ -291,7 +291,16 @@ class Loader {
         if (!path.empty()) {
             text += std::string(path) + ": ";
         }
-        problems_.push_back(Problem{line, column, text + std::string(reason)});
+        text += reason;
+        // Keys in the path and text in the reason (hosts, ports, origins) come from the file:
+        // a control character (a quoted "\n") would split the problem over two lines, so it
+        // becomes '?' as in quote() (found by the config_load fuzz target, issue 5).
+        for (char& c : text) {
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+                c = '?';
+            }
+        }
+        problems_.push_back(Problem{line, column, std::move(text)});
     }
 
     /// Every problem in file order, one per line; empty when the file is valid.

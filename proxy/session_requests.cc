@@ -67,6 +67,8 @@ std::vector<std::pair<std::string, std::string>> HttpConnection::cors_headers() 
         h.emplace_back("Access-Control-Allow-Origin", *origin);
         h.emplace_back("Access-Control-Allow-Credentials", "true");
         h.emplace_back("Vary", "Origin");
+        // Cross-origin pages must be able to read these on 409 and 429 answers.
+        h.emplace_back("Access-Control-Expose-Headers", "X-Expected-Seq, Retry-After");
     }
     return h;
 }

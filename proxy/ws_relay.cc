@@ -360,11 +360,17 @@ void WsRelay::on_backend_gone(const Error* error) {
         finish(close_code::kAbnormal, "backend closed the connection", "backend");
         return;
     }
-    // Dead (PeerTimeout → 1011) or broken (protocol errors → 1014) backend.
-    const std::uint16_t code =
-        error->code == Code::PeerTimeout ? close_code::kInternalError : close_code::kBadGateway;
-    const std::string reason = error->code == Code::PeerTimeout ? "backend timed out"
-                                                                : "backend protocol error";
+    // Dead (PeerTimeout → 1011), over max_message (→ 1009, SPEC §5) or broken (other
+    // protocol errors → 1014) backend.
+    std::uint16_t code = close_code::kBadGateway;
+    std::string reason = "backend protocol error";
+    if (error->code == Code::PeerTimeout) {
+        code = close_code::kInternalError;
+        reason = "backend timed out";
+    } else if (error->code == Code::MessageTooBig) {
+        code = close_code::kMessageTooBig;
+        reason = "backend message too big";
+    }
     if (!client_writer_.mid_frame() && !client_close_sent_) {
         client_writer_.close(code, reason);
         client_close_sent_ = true;
@@ -553,10 +559,23 @@ void WsRelay::flush_client() {
     client_writer_.clear();
     last_client_write_ = context_.loop().now();
     // Slow consumer: the queue can only pass twice its watermark if the backend kept
-    // sending while paused (control frames, a read already in progress).
+    // sending while paused (control frames, a read already in progress) or the client made
+    // us answer (pongs).
     if (client_->queued_bytes() > 2 * limits_.outbound_queue + 64 * 1024) {
         context_.metrics().inc("wsbridge_closes_total",
                                {{"side", "client"}, {"reason", "slow_consumer"}});
+        // SPEC §5: close 1008. The frame goes behind what is queued, so a client that catches
+        // up still learns why; the backend is told that its client went away.
+        if (!client_close_sent_ && !client_writer_.mid_frame()) {
+            client_writer_.close(close_code::kPolicyViolation, "slow consumer");
+            client_close_sent_ = true;
+            client_->write(client_writer_.output());
+            client_writer_.clear();
+        }
+        if (backend_ && backend_->open() && !backend_close_sent_ && !backend_->mid_frame()) {
+            backend_->send_close(close_code::kGoingAway, "client too slow");
+            backend_close_sent_ = true;
+        }
         finish(close_code::kPolicyViolation, "slow consumer", "proxy");
     }
 }

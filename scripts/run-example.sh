@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The run command (README): set up, build, start the example backend (Node `ws`, port 9000)
-# and wsbridge with examples/wsbridge.yaml (port 8080) in the foreground. Ctrl-C stops both.
+# The run command (README): set up, build, start the example backend (Node `ws`, port 9000),
+# the chat demo page (examples/chat, port 8000) and wsbridge with examples/wsbridge.yaml
+# (port 8080) in the foreground. Ctrl-C stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 node examples/backend/server.mjs --port 9000 &
 backend_pid=$!
-trap 'kill "$backend_pid" 2>/dev/null || true' EXIT INT TERM
-for _ in $(seq 50); do
-  (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null && break
-  sleep 0.1
+node examples/chat/server.mjs --port 8000 --proxy http://127.0.0.1:8080 &
+chat_pid=$!
+trap 'kill "$backend_pid" "$chat_pid" 2>/dev/null || true' EXIT INT TERM
+for port in 9000 8000; do
+  for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
 done
 echo "wsbridge: ws://127.0.0.1:8080/chat and ws://127.0.0.1:8080/echo -> backend 127.0.0.1:9000"
+echo "chat demo: open http://127.0.0.1:8000/ in two browser tabs (add ?transports=longpoll to force a fallback)"
 ./build/wsbridge -c examples/wsbridge.yaml

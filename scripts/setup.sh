@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what wsbridge needs to build and test on Debian 12, then the pinned npm packages.
 # chromium is Debian's browser for tests/browser (driven by the pinned npm playwright-core;
-# no browser is ever downloaded).
+# no browser is ever downloaded). clang and libclang-rt-14-dev (the libFuzzer, ASan and UBSan
+# runtimes) build the fuzz targets (scripts/fuzz.sh) and the sanitizer builds. squid and nginx
+# are the restrictive intermediaries tests/browser starts on loopback ports (their system
+# services are not used).
 # As root it runs apt-get; otherwise it prints the exact command to run and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
-          node-llhttp curl chromium)
+          node-llhttp curl chromium clang libclang-rt-14-dev squid nginx)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 

@@ -429,7 +429,10 @@ void TcpStream::close(CloseMode mode) {
     }
     impl->closing = true;
     impl->handler = nullptr;
-    if (mode == CloseMode::Abort || impl->write_failed) {
+    // A stream still connecting has nothing to flush: cancel the connect so that its callback
+    // never runs after close() (libuv reports a Flush-closed connecting stream as connected at
+    // once) and no half-open socket lingers until the flush deadline.
+    if (mode == CloseMode::Abort || impl->write_failed || impl->connecting != nullptr) {
         impl->close_handle();
         return;
     }

@@ -145,6 +145,12 @@ int on_headers_complete(llhttp_t* p) {
     s.message->http_minor = llhttp_get_http_minor(p);
     s.message->keep_alive = llhttp_should_keep_alive(p) != 0;
     s.message->upgrade = llhttp_get_upgrade(p) != 0;
+    // llhttp 8 takes a request line without a version ("GET /") as HTTP/0.9, and for CONNECT
+    // even an empty target ("CONNECT "). HTTP/1.1 has no such request line (RFC 9112 §3), so
+    // it is an invalid version (found by the http_request fuzz target, issue 5).
+    if (llhttp_get_type(p) == HTTP_REQUEST && s.message->http_major != 1) {
+        return user_error(p, core::Code::BadRequest, "request line without an HTTP version");
+    }
     if (s.pause_at_head) {
         return HPE_PAUSED;
     }

@@ -265,7 +265,11 @@ bool Decoder::on_control_bytes(std::byte* data, std::size_t size, std::size_t& p
         pos += length;
     } else {
         const std::size_t take = std::min(length - control_have_, size - pos);
-        std::memcpy(control_.data() + control_have_, data + pos, take);
+        if (take > 0) {
+            // An empty feed (a default span: data is null) may land here; memcpy from null is
+            // undefined even for 0 bytes (found by the ws_decoder fuzz target, issue 5).
+            std::memcpy(control_.data() + control_have_, data + pos, take);
+        }
         control_have_ = static_cast<std::uint8_t>(control_have_ + take);
         pos += take;
         if (control_have_ < length) {

@@ -112,9 +112,9 @@ function alive(pid) {
 /**
  * Launches Chromium with a fresh user-data-dir. Resolves {context, browserPid, close()}.
  * close() closes the context (bounded), then SIGKILLs by PID any Chromium process still alive
- * and removes the user-data-dir.
+ * and removes the user-data-dir. `args` are appended to CHROMIUM_ARGS (e.g. --proxy-server).
  */
-export async function launchChromium() {
+export async function launchChromium({ args = [] } = {}) {
   const { chromium } = await import('playwright-core');
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsbridge-chromium-'));
   const before = new Set(descendants().map((p) => p.pid));
@@ -123,7 +123,7 @@ export async function launchChromium() {
     context = await bounded(chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM_BIN,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...args],
       permissions: ['local-network-access'],
       viewport: { width: 900, height: 700 },
       timeout: 30000,
@@ -230,12 +230,16 @@ export function headerOf(head, name) {
  *    `bytes` bytes of the response were forwarded: exactly that many bytes reach the client, then
  *    both sockets are destroyed and the relay holds new connections (accepted, request buffered,
  *    nothing forwarded) until release(). Resolves with the cut connection's record.
+ *  - cutNow(match, {refuse}): cuts the open connections whose request head matches at once,
+ *    then holds new connections like cutAfter (or, with refuse, closes them as soon as they are
+ *    accepted) until release().
  *  - release(): connects the held connections upstream and forwards their buffered bytes.
  */
 export function startRelay(targetPort) {
   const conns = [];
   const held = [];
   let holding = false;
+  let refusing = false;
   let rule = null;
 
   const connectUpstream = (c) => {
@@ -299,7 +303,10 @@ export function startRelay(targetPort) {
       if (c.upstream) c.upstream.write(chunk);
       else c.pending.push(chunk);
     });
-    if (holding) held.push(c);
+    if (refusing) {
+      c.refused = true;
+      client.destroy();
+    } else if (holding) held.push(c);
     else connectUpstream(c);
   });
 
@@ -320,8 +327,27 @@ export function startRelay(targetPort) {
             rule = { bytes, match, conn: null, resolve: res };
           });
         },
+        /**
+         * Cuts, now, every open connection whose request head matches `match` (both sockets
+         * destroyed), and holds new connections until release(); with {refuse: true} new
+         * connections are closed at once instead. Returns the cut records.
+         */
+        cutNow(match, { refuse = false } = {}) {
+          const victims = conns.filter((c) => !c.closed && !c.cut && c.requestHead !== null && match.test(c.requestHead));
+          if (refuse) refusing = true;
+          else holding = true;
+          for (const c of victims) {
+            c.cut = true;
+            c.upstream?.destroy();
+            c.client.destroy();
+          }
+          return victims;
+        },
+        /** Connections closed at once while refusing. */
+        refusedCount: () => conns.filter((c) => c.refused).length,
         release() {
           holding = false;
+          refusing = false;
           for (const c of held.splice(0)) if (!c.closed) connectUpstream(c);
         },
         close() {

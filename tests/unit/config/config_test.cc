@@ -372,6 +372,19 @@ TEST_CASE("error: unknown keys, with the allowed ones and a hint") {
           "replay_messages");
 }
 
+TEST_CASE("regression: control characters from the file stay on their error line (issue 5)") {
+    // Found by the config_load fuzz target: keys and values were printed raw, so a newline in
+    // a quoted key or origin split one problem over two lines (the context holds one problem
+    // per line).
+    CHECK(errors_of("\"col\\nor\\x7f\": blue\n" + with_route("")) ==
+          "bad.yaml:1:1: col?or?: unknown key; allowed: instance, listen, admin, limits, "
+          "drain_timeout, routes");
+    // The same for text from the file quoted in a reason.
+    CHECK(errors_of(with_route("    origins: [\"https://a/x\\ny\"]\n")) ==
+          "bad.yaml:6:15: routes[0].origins[0]: invalid origin \"https://a/x?y\": an origin has "
+          "no path, query or fragment (remove \"/x?y\")");
+}
+
 TEST_CASE("error: duplicate and missing keys") {
     CHECK(errors_of(with_route("    path: /again\n")) ==
           "bad.yaml:6:5: routes[0].path: duplicate key (first set on line 4)");

@@ -612,6 +612,19 @@ TEST_CASE("regression: header count and name checks do not depend on the split")
     check_error("GET / HTTP/1.1\r\nA: 1\r\n: v\r\n\r\n", Code::BadRequest);
 }
 
+// Regression (issue 5, found by the http_request fuzz target): llhttp 8 takes a request line
+// without a version as HTTP/0.9, and for CONNECT accepted an empty target ("CONNECT \r\n"),
+// or the version as the target ("CONNECT  HTTP/1.1"). Both are invalid versions now.
+TEST_CASE("regression: request lines without an HTTP version are rejected") {
+    check_error("GET /\r\n\r\n", Code::BadRequest);
+    check_error("GET /\r\nHost: h\r\n\r\n", Code::BadRequest);
+    check_error("CONNECT \r\n\r\n", Code::BadRequest);
+    check_error("CONNECT  HTTP/1.1\r\n\r\n", Code::BadRequest);
+    check_error("CONNECT a:443\r\n\r\n", Code::BadRequest);
+    const Outcome ok = parse_request("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n");
+    CHECK(ok.complete);
+}
+
 // Regression: chunked-body trailer fields went into Request::headers (a trailer could supply
 // an Origin the head did not have) and, once the head limit stopped covering them, could grow
 // without bound. Trailers are now parsed by llhttp and dropped.

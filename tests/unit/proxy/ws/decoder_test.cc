@@ -683,6 +683,25 @@ TEST_CASE("decoder: stop() returns right after the callback and resumes there") 
                                "close 1000 "});
 }
 
+TEST_CASE("regression: an empty feed inside a control frame is a no-op (issue 5, fuzz)") {
+    // The ws_decoder fuzz target found memcpy(dst, nullptr, 0) here: an empty span has a null
+    // data pointer, and the control payload path copied from it (UBSan: nonnull argument).
+    const Bytes input = wire(kFin | kClose, close_body(1000, "bye"), true);
+    Bytes buf = input;
+    Recorder rec;
+    Decoder decoder(server(), rec);
+    auto first = decoder.feed(std::span{buf}.first(8)); // header + 2 payload bytes
+    REQUIRE(first);
+    CHECK(*first == 8);
+    auto empty = decoder.feed({});
+    REQUIRE(empty);
+    CHECK(*empty == 0);
+    CHECK(rec.events.empty());
+    auto rest = decoder.feed(std::span{buf}.subspan(8));
+    REQUIRE(rest);
+    CHECK(rec.events == Events{"close 1000 bye"});
+}
+
 TEST_CASE("decoder: stop() is cleared by the next feed") {
     Bytes input = concat({wire(kFin | kPing, "a", true), wire(kFin | kPing, "b", true)});
     Recorder rec;
