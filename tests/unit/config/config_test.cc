@@ -773,8 +773,11 @@ TEST_CASE("examples/wsbridge.yaml is the README's configuration") {
     CHECK(c.routes[0].backend.text == "ws://127.0.0.1:9000/chat");
     CHECK(c.routes[1].path == "/echo");
     CHECK(c.routes[1].backend.path == "/echo");
+    // /chat allows the demo page that scripts/run-example.sh serves on port 8000.
+    CHECK(c.routes[0].origins ==
+          std::vector<std::string>{"http://127.0.0.1:8000", "http://localhost:8000"});
+    CHECK(c.routes[1].origins.empty());
     for (const config::Route& r : c.routes) {
-        CHECK(r.origins.empty());
         CHECK(r.limits.max_message == 64 * 1024);
         CHECK(r.limits.rate.burst == 100);
         CHECK(r.limits.resume_window == Duration{30'000});
