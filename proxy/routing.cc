@@ -52,6 +52,21 @@ std::string backend_target(const config::Route& route, const http::Request& requ
     return out;
 }
 
+std::vector<http::Header> forwarded_headers(const config::Route& route,
+                                            const http::Request& request) {
+    std::vector<http::Header> out;
+    for (const auto& h : request.headers) {
+        bool forward = http::iequals(h.name, "Cookie") || http::iequals(h.name, "Authorization");
+        for (const auto& extra : route.forward_headers) {
+            forward = forward || http::iequals(h.name, extra);
+        }
+        if (forward) {
+            out.push_back(h);
+        }
+    }
+    return out;
+}
+
 namespace {
 
 std::string lower(std::string_view s) {

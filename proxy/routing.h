@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 #include "proxy/http/message.h"
@@ -17,6 +18,11 @@ bool is_reserved_query_param(std::string_view name) noexcept;
 /// suffix beyond a prefix route (joined with exactly one '/'), plus the backend URL's query
 /// and the request's non-reserved query parameters, in order and byte-for-byte.
 std::string backend_target(const config::Route& route, const http::Request& request);
+
+/// The client request headers forwarded to the backend (SPEC §2): Cookie, Authorization and
+/// the route's forward_headers, in request order. Shared by the relay and sessions.
+std::vector<http::Header> forwarded_headers(const config::Route& route,
+                                            const http::Request& request);
 
 /// Result of the Origin check.
 enum class OriginVerdict : unsigned char { Allowed, NoOrigin, Rejected };

@@ -59,15 +59,7 @@ void Session::start(const http::Request& request, const std::string& client_ip,
     target.port = route.backend.port;
     target.request.target = backend_target(route, request);
     target.request.host_header = route.backend.host_header;
-    for (const auto& h : request.headers) {
-        bool forward = http::iequals(h.name, "Cookie") || http::iequals(h.name, "Authorization");
-        for (const auto& extra : route.forward_headers) {
-            forward = forward || http::iequals(h.name, extra);
-        }
-        if (forward) {
-            target.request.forwarded.push_back(h);
-        }
-    }
+    target.request.forwarded = forwarded_headers(route, request);
     // A subprotocol for a session comes from the reserved `protocol` query parameter.
     std::string_view query = request.query();
     while (!query.empty()) {

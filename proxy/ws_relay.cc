@@ -16,11 +16,6 @@ namespace close_code = ws::close_code;
 
 namespace {
 
-/// Request headers forwarded to the backend besides the handshake's own (SPEC §2).
-bool always_forwarded(std::string_view name) {
-    return http::iequals(name, "Cookie") || http::iequals(name, "Authorization");
-}
-
 /// Client data goes to the backend only while it is open and not sent a Close yet.
 bool client_can_send(bool backend_open, bool close_sent) {
     return backend_open && !close_sent;
@@ -72,15 +67,7 @@ void WsRelay::start(const http::Request& request) {
             target.request.protocols.push_back(p);
         }
     }
-    for (const auto& h : request.headers) {
-        bool forward = always_forwarded(h.name);
-        for (const auto& extra : route.forward_headers) {
-            forward = forward || http::iequals(h.name, extra);
-        }
-        if (forward) {
-            target.request.forwarded.push_back(h);
-        }
-    }
+    target.request.forwarded = forwarded_headers(route, request);
     target.request.forwarded_for = slot_.ip();
     target.request.forwarded_proto = "http";
     if (const std::string* host = request.find("Host")) {
