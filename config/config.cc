@@ -54,16 +54,18 @@ constexpr std::array<std::string_view, 2> kTlsKeys{"cert", "key"};
 constexpr std::array<std::string_view, 1> kAdminKeys{"address"};
 constexpr std::array<std::string_view, 2> kRateKeys{"messages_per_second", "burst"};
 constexpr std::array<std::string_view, 3> kTransportNames{"websocket", "sse", "longpoll"};
-constexpr std::array<std::string_view, 18> kLimitsKeys{
+constexpr std::array<std::string_view, 19> kLimitsKeys{
     "max_connections", "max_connections_per_ip", "max_header_bytes", "max_headers",
     "header_timeout", "idle_timeout", "backend_idle_timeout", "backend_connect_timeout",
-    "backend_handshake_timeout", "close_timeout", "max_message", "max_post_body", "rate",
-    "max_sessions", "outbound_queue", "resume_window", "replay_buffer", "replay_messages"};
-constexpr std::array<std::string_view, 20> kRouteKeys{
+    "backend_handshake_timeout", "close_timeout", "message_timeout", "max_message",
+    "max_post_body", "rate", "max_sessions", "outbound_queue", "resume_window", "replay_buffer",
+    "replay_messages"};
+constexpr std::array<std::string_view, 21> kRouteKeys{
     "path", "backend", "transports", "origins", "require_origin", "subprotocols",
     "forward_headers", "idle_timeout", "backend_idle_timeout", "backend_connect_timeout",
-    "backend_handshake_timeout", "close_timeout", "max_message", "max_post_body", "rate",
-    "max_sessions", "outbound_queue", "resume_window", "replay_buffer", "replay_messages"};
+    "backend_handshake_timeout", "close_timeout", "message_timeout", "max_message",
+    "max_post_body", "rate", "max_sessions", "outbound_queue", "resume_window", "replay_buffer",
+    "replay_messages"};
 
 // RFC 7230 §6.1 hop-by-hop headers, plus the ones the proxy writes itself (SPEC §2).
 constexpr std::array<std::string_view, 9> kHopByHop{
@@ -795,12 +797,13 @@ bool Loader::parse_route_limit(const std::string& name, const Field& field, Rout
     };
     // Idle timeouts drive heartbeats (SPEC §4): below 100 ms they would be all pings.
     // A zero resume window would end every long-poll session between two polls.
-    static constexpr std::array<DurationKey, 6> kDurations{{
+    static constexpr std::array<DurationKey, 7> kDurations{{
         {"idle_timeout", &RouteLimits::idle_timeout, kMinIdleTimeout},
         {"backend_idle_timeout", &RouteLimits::backend_idle_timeout, kMinIdleTimeout},
         {"backend_connect_timeout", &RouteLimits::backend_connect_timeout, Duration{1}},
         {"backend_handshake_timeout", &RouteLimits::backend_handshake_timeout, Duration{1}},
         {"close_timeout", &RouteLimits::close_timeout, Duration{1}},
+        {"message_timeout", &RouteLimits::message_timeout, kMinIdleTimeout},
         {"resume_window", &RouteLimits::resume_window, Duration{1000}},
     }};
     struct SizeKey {

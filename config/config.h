@@ -65,6 +65,8 @@ struct RouteLimits {
     Duration backend_connect_timeout{5'000};        ///< TCP connect to the backend
     Duration backend_handshake_timeout{10'000};     ///< backend 101 after connect
     Duration close_timeout{5'000};                  ///< close handshake completion
+    Duration message_timeout{30'000};               ///< one client message or POST body, from
+                                                    ///< its first byte to its last (slow drip)
     std::uint64_t outbound_queue = 1024 * 1024;     ///< write queue high watermark per peer
     Rate rate;                                      ///< client message rate
     std::uint32_t max_sessions = 10'000;            ///< sessions per route

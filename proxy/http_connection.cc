@@ -76,6 +76,15 @@ void HttpConnection::process(std::string_view data) {
             return;
         }
         if (!r->complete) {
+            if (parser_.head_complete() && !body_clock_) {
+                // The head is in; its body gets the route's message_timeout (slow drip).
+                body_clock_ = true;
+                const RouteRuntime* route = context_.match(parser_.request().path());
+                const config::Duration timeout =
+                    route != nullptr ? route->route->limits.message_timeout
+                                     : context_.config().limits.route.message_timeout;
+                header_timer_.start(static_cast<std::uint64_t>(timeout.count()));
+            }
             return;
         }
         const std::string_view rest = data.substr(r->consumed);
@@ -111,11 +120,13 @@ void HttpConnection::resume_after_wait() {
 }
 
 void HttpConnection::next_request() {
+    body_clock_ = false;
     header_timer_.start(static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
 }
 
 HttpConnection::Next HttpConnection::handle_request(std::string_view rest) {
     header_timer_.stop();
+    body_clock_ = false;
     ++requests_;
     http::Request& request = parser_.request();
     const bool upgrade = ws::wants_websocket(request) || request.upgrade;
@@ -218,6 +229,12 @@ void HttpConnection::respond(unsigned status,
 
 void HttpConnection::on_header_timeout() {
     if (ended_) {
+        return;
+    }
+    if (body_clock_) {
+        respond_error(408, "message_timeout",
+                      "The request body was not complete within message_timeout.", true,
+                      "message timeout");
         return;
     }
     if (parser_.started() || requests_ == 0) {

@@ -95,7 +95,7 @@ class HttpConnection final : public Closable,
     std::string scheme_;
     std::string client_address_;
     http::RequestParser parser_;
-    core::Timer header_timer_;
+    core::Timer header_timer_;     ///< header_timeout for a head, message_timeout for a body
     std::string leftover_;     ///< bytes read after a waiting request, parsed afterwards
     Session* opening_ = nullptr;       ///< session whose backend handshake we wait for
     int opening_kind_ = 0;             ///< what to do once it opens (session_requests.cc)
@@ -106,6 +106,7 @@ class HttpConnection final : public Closable,
     bool waiting_ = false;
     unsigned requests_ = 0;
     bool ended_ = false;
+    bool body_clock_ = false;          ///< header_timer_ runs message_timeout for a body
 };
 
 } // namespace proxy

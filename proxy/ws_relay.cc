@@ -94,7 +94,10 @@ void WsRelay::on_backend_open(std::string_view protocol, const http::Response& r
     last_client_read_ = last_client_write_ = now;
     const HeartbeatPlan client_plan = derive_heartbeat(limits_.idle_timeout);
     const HeartbeatPlan backend_plan = derive_heartbeat(limits_.backend_idle_timeout);
-    const std::uint64_t tick = std::min(client_plan.tick, backend_plan.tick);
+    // The tick also checks message_timeout, to a quarter of its length.
+    const std::uint64_t message_tick =
+        std::max<std::uint64_t>(1, static_cast<std::uint64_t>(limits_.message_timeout.count()) / 4);
+    const std::uint64_t tick = std::min({client_plan.tick, backend_plan.tick, message_tick});
     tick_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] { on_tick(); });
     tick_timer_->start(tick, tick);
     context_.metrics().inc("wsbridge_upgrades_total", {{"result", "accepted"}});
@@ -170,7 +173,8 @@ void WsRelay::on_read(std::span<std::byte> bytes) {
 }
 
 void WsRelay::process_client_bytes(std::span<std::byte> bytes) {
-    last_client_read_ = context_.loop().now();
+    const std::uint64_t now = context_.loop().now();
+    last_client_read_ = now;
     client_ping_sent_at_ = 0;
     while (!bytes.empty() && phase_ == Phase::Open) {
         auto r = decoder_.feed(bytes);
@@ -192,10 +196,18 @@ void WsRelay::process_client_bytes(std::span<std::byte> bytes) {
         }
         bytes = bytes.subspan(*r);
     }
+    // Slow-drip clock (message_timeout): runs from the read that left a frame or message
+    // incomplete until it completes.
+    if (!decoder_.mid_message()) {
+        message_started_at_ = 0;
+    } else if (message_started_at_ == 0) {
+        message_started_at_ = now;
+    }
     flush_all();
 }
 
 void WsRelay::on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode /*message*/) {
+    in_data_message_ = true;
     if (client_can_send(backend_->open(), backend_close_sent_)) {
         backend_->writer().begin_frame(header.fin, header.opcode, header.length);
     }
@@ -212,6 +224,8 @@ void WsRelay::on_data_frame_end(bool message_end) {
     if (!message_end) {
         return;
     }
+    in_data_message_ = false;
+    message_started_at_ = 0;
     ++msgs_in_;
     if (!rate_.take(context_.loop().now())) {
         // Over the route's message rate (SPEC §5): close 1008 after this complete message.
@@ -221,13 +235,19 @@ void WsRelay::on_data_frame_end(bool message_end) {
 }
 
 void WsRelay::on_ping(std::span<const std::byte> payload) {
+    if (!in_data_message_) {
+        message_started_at_ = 0;
+    }
     if (!client_close_sent_) {
         client_writer_.control(ws::Opcode::Pong, payload);
     }
 }
 
 void WsRelay::on_pong(std::span<const std::byte> /*payload*/) {
-    // Any read proves liveness (last_client_read_); nothing else to do.
+    // Any read proves liveness (last_client_read_).
+    if (!in_data_message_) {
+        message_started_at_ = 0;
+    }
 }
 
 void WsRelay::on_close(std::uint16_t code, std::string_view reason) {
@@ -474,6 +494,18 @@ void WsRelay::on_tick() {
         // again once reading resumes; keepalive pings still go out.
         last_client_read_ = now;
         client_ping_sent_at_ = 0;
+        // Nor does a message that we stopped reading count as a slow drip.
+        if (message_started_at_ != 0) {
+            message_started_at_ = now;
+        }
+    }
+    if (message_started_at_ != 0 && !client_close_received_ &&
+        now - message_started_at_ >= static_cast<std::uint64_t>(limits_.message_timeout.count())) {
+        context_.metrics().inc("wsbridge_closes_total",
+                               {{"side", "client"}, {"reason", "message_timeout"}});
+        fail_client(Error{Code::PolicyViolation, Side::Client,
+                          "message not complete within message_timeout"});
+        return;
     }
     if (client_ping_sent_at_ != 0 && now - client_ping_sent_at_ >= plan.pong_timeout) {
         core::log(LogLevel::Info, "ws_client_timeout",

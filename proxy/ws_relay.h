@@ -8,7 +8,8 @@
 // unmasked and re-masked with fresh keys. Ping/pong are per hop. Close frames are relayed and
 // each close handshake completes (or times out after close_timeout). Backpressure: when one
 // side's write queue passes its high watermark, reading from the other side pauses until it
-// drains to the low watermark.
+// drains to the low watermark. A client message (or frame) still incomplete message_timeout
+// after its first byte arrived is a slow drip: close 1008 (checked on the heartbeat tick).
 //
 // Lifetime: created by HttpConnection, owned by itself; registered in the Context; finish()
 // logs one line, updates metrics and defers its own deletion.
@@ -118,6 +119,8 @@ class WsRelay final : public Closable,
     std::uint64_t last_client_read_ = 0;
     std::uint64_t last_client_write_ = 0;
     std::uint64_t client_ping_sent_at_ = 0;
+    std::uint64_t message_started_at_ = 0;   ///< a client frame or message is incomplete since
+    bool in_data_message_ = false;           ///< between a data message's first and last frame
     std::uint64_t msgs_in_ = 0;    ///< client → backend
     std::uint64_t bytes_in_ = 0;
     std::uint64_t msgs_out_ = 0;   ///< backend → client

@@ -43,6 +43,31 @@ TEST_CASE("edge: a request head not complete within header_timeout gets 408 and 
     h.finish();
 }
 
+TEST_CASE("edge: a request body not complete within message_timeout gets 408 and a close") {
+    // SPEC §5 slow drip on POST: the head is in on time, the body trickles.
+    Harness h({}, [](config::Config& c) {
+        c.limits.header_timeout = std::chrono::seconds(5);
+        c.routes[0].limits.message_timeout = kHeaderTimeout;
+    });
+    RawClient& c = h.connect();
+    const std::uint64_t t0 = now_ms(h.loop);
+    c.send("POST /chat?transport=longpoll HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly part of it");
+    REQUIRE(h.wait_response(c, 2000));
+    const std::uint64_t elapsed = now_ms(h.loop) - t0;
+    const auto r = c.response();
+    CHECK(r->status == 408);
+    CHECK(json_error(*r, "message_timeout"));
+    CHECK(elapsed >= 195);
+    CHECK(elapsed < 1000);
+    CHECK(h.until([&] { return c.eof(); }));
+    CHECK(h.counter("wsbridge_rejections_total", {{"transport", "http"},
+                                                  {"reason", "message_timeout"},
+                                                  {"status", "408"}}) == 1);
+    CHECK(h.backend.connections() == 0);
+    h.finish();
+}
+
 TEST_CASE("edge: header bytes or count over the limit get 431") {
     Harness h({}, [](config::Config& c) {
         c.limits.max_header_bytes = 1024;

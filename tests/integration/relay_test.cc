@@ -9,6 +9,8 @@
 namespace proxy::test {
 namespace {
 
+constexpr std::chrono::milliseconds kDripTimeout{300};
+
 /// Upgrades one client and checks the 101 and the backend connection.
 RawClient& open_relay(Harness& h) {
     RawClient& c = h.upgrade("/chat");
@@ -447,6 +449,53 @@ TEST_CASE("relay: a client over its message rate is closed with 1008") {
     // was counted, so it reaches the backend too (the e2e limits test allows burst + 1).
     CHECK(b.messages().size() == 4);
     CHECK(h.until([&] { return c.eof(); }));
+    h.finish();
+}
+
+TEST_CASE("relay: a client message still incomplete after message_timeout is closed with 1008") {
+    // SPEC §5 slow drip: the clock runs from the read that left a message incomplete.
+    Harness h({}, [](config::Config& c) { c.routes[0].limits.message_timeout = kDripTimeout; });
+    RawClient& c = open_relay(h);
+    BackendPeer& b = h.backend.peer();
+    std::string wire;
+    SUBCASE("a frame whose payload stops half way") {
+        wire = client_frame(op::kText, std::string(100, 'x')).substr(0, 60);
+    }
+    SUBCASE("a fragmented message whose last fragment never comes") {
+        wire = client_frame(op::kText, "first", false);
+    }
+    SUBCASE("a frame header cut short") { wire = client_frame(op::kBinary, "abc").substr(0, 1); }
+    const std::uint64_t t0 = now_ms(h.loop);
+    c.send(wire);
+    REQUIRE(h.until([&] { return c.close_frame() != nullptr; }, 3000));
+    const std::uint64_t elapsed = now_ms(h.loop) - t0;
+    CHECK(c.close_frame()->close_code() == 1008);
+    CHECK(c.close_frame()->payload.find("message_timeout") != std::string::npos);
+    CHECK(elapsed >= kDripTimeout.count() - 5);
+    CHECK(h.until([&] { return c.eof(); }));
+    CHECK(h.until([&] { return b.eof() || b.closed(); }));
+    CHECK(b.messages().empty());
+    h.finish();
+}
+
+TEST_CASE("relay: messages that complete within message_timeout keep the connection open") {
+    Harness h({}, [](config::Config& c) { c.routes[0].limits.message_timeout = kDripTimeout; });
+    RawClient& c = open_relay(h);
+    BackendPeer& b = h.backend.peer();
+    // A fragmented message spread over most of the timeout, then a long quiet spell.
+    const std::string whole = client_frame(op::kText, "one ", false) +
+                              client_frame(op::kCont, "two ", false) +
+                              client_frame(op::kCont, "three", true);
+    c.send(whole.substr(0, 7));
+    h.until([] { return false; }, kDripTimeout.count() / 2);
+    c.send(whole.substr(7));
+    REQUIRE(h.until([&] { return b.messages().size() == 1; }));
+    CHECK(b.messages()[0].payload == "one two three");
+    h.until([] { return false; }, kDripTimeout.count() * 3);
+    CHECK(c.close_frame() == nullptr);
+    CHECK_FALSE(c.eof());
+    c.send(client_frame(op::kText, "still here"));
+    REQUIRE(h.until([&] { return b.messages().size() == 2; }));
     h.finish();
 }
 

@@ -226,6 +226,7 @@ limits:
   backend_connect_timeout: 2s
   backend_handshake_timeout: 3s
   close_timeout: 4s
+  message_timeout: 3s
   max_message: 32k
   max_post_body: 128k
   rate: { messages_per_second: 12.5, burst: 25 }
@@ -273,6 +274,7 @@ routes:
     CHECK(l.backend_connect_timeout == Duration{2'000});
     CHECK(l.backend_handshake_timeout == Duration{3'000});
     CHECK(l.close_timeout == Duration{4'000});
+    CHECK(l.message_timeout == Duration{3'000});
     CHECK(l.max_message == 32 * 1024);
     CHECK(l.max_post_body == 128 * 1024);
     CHECK(l.rate.messages_per_second == doctest::Approx(12.5));
@@ -355,8 +357,9 @@ TEST_CASE("error: unknown keys, with the allowed ones and a hint") {
           "bad.yaml:6:5: routes[0].idle_timout: unknown key; did you mean \"idle_timeout\"? "
           "allowed: path, backend, transports, origins, require_origin, subprotocols, "
           "forward_headers, idle_timeout, backend_idle_timeout, backend_connect_timeout, "
-          "backend_handshake_timeout, close_timeout, max_message, max_post_body, rate, "
-          "max_sessions, outbound_queue, resume_window, replay_buffer, replay_messages");
+          "backend_handshake_timeout, close_timeout, message_timeout, max_message, "
+          "max_post_body, rate, max_sessions, outbound_queue, resume_window, replay_buffer, "
+          "replay_messages");
     CHECK(errors_of(with_route("    rate: {per_second: 5}\n")) ==
           "bad.yaml:6:12: routes[0].rate.per_second: unknown key; allowed: "
           "messages_per_second, burst");
@@ -367,9 +370,9 @@ TEST_CASE("error: unknown keys, with the allowed ones and a hint") {
           "bad.yaml:6:10: limits.max_conections: unknown key; did you mean "
           "\"max_connections\"? allowed: max_connections, max_connections_per_ip, "
           "max_header_bytes, max_headers, header_timeout, idle_timeout, backend_idle_timeout, "
-          "backend_connect_timeout, backend_handshake_timeout, close_timeout, max_message, "
-          "max_post_body, rate, max_sessions, outbound_queue, resume_window, replay_buffer, "
-          "replay_messages");
+          "backend_connect_timeout, backend_handshake_timeout, close_timeout, message_timeout, "
+          "max_message, max_post_body, rate, max_sessions, outbound_queue, resume_window, "
+          "replay_buffer, replay_messages");
 }
 
 TEST_CASE("regression: control characters from the file stay on their error line (issue 5)") {
@@ -426,8 +429,8 @@ TEST_CASE("error: wrong types") {
           "bad.yaml:6:1: limits: expected a map with keys (max_connections, "
           "max_connections_per_ip, max_header_bytes, max_headers, header_timeout, idle_timeout, "
           "backend_idle_timeout, backend_connect_timeout, backend_handshake_timeout, "
-          "close_timeout, max_message, max_post_body, rate, max_sessions, outbound_queue, "
-          "resume_window, replay_buffer, replay_messages), got an empty value");
+          "close_timeout, message_timeout, max_message, max_post_body, rate, max_sessions, "
+          "outbound_queue, resume_window, replay_buffer, replay_messages), got an empty value");
     CHECK(errors_of("listen: {address: 127.0.0.1:80}\nroutes: []\n") ==
           "bad.yaml:1:9: listen: expected a list, got a map\n"
           "bad.yaml:2:9: routes: at least one route is required");
@@ -697,8 +700,8 @@ limits:
           "bad.yaml:7:5: routes[0].colour: unknown key; allowed: path, backend, transports, "
           "origins, require_origin, subprotocols, forward_headers, idle_timeout, "
           "backend_idle_timeout, backend_connect_timeout, backend_handshake_timeout, "
-          "close_timeout, max_message, max_post_body, rate, max_sessions, outbound_queue, "
-          "resume_window, replay_buffer, replay_messages\n"
+          "close_timeout, message_timeout, max_message, max_post_body, rate, max_sessions, "
+          "outbound_queue, resume_window, replay_buffer, replay_messages\n"
           "bad.yaml:10:18: routes[1].max_message: must be greater than 0\n"
           "bad.yaml:12:16: limits.max_headers: expected a non-negative integer, got \"many\"");
 }
