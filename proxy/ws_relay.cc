@@ -207,6 +207,12 @@ void WsRelay::process_client_bytes(std::span<std::byte> bytes) {
 }
 
 void WsRelay::on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode /*message*/) {
+    if (header.opcode != ws::Opcode::Continuation && !rate_.take(context_.loop().now())) {
+        // Over the route's message rate (SPEC §5): this message is not relayed; close 1008.
+        decoder_.stop();
+        rate_exceeded_ = true;
+        return;
+    }
     in_data_message_ = true;
     if (client_can_send(backend_->open(), backend_close_sent_)) {
         backend_->writer().begin_frame(header.fin, header.opcode, header.length);
@@ -214,6 +220,9 @@ void WsRelay::on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode /*me
 }
 
 void WsRelay::on_data_frame_payload(std::span<const std::byte> bytes) {
+    if (rate_exceeded_) {
+        return;
+    }
     bytes_in_ += bytes.size();
     if (client_can_send(backend_->open(), backend_close_sent_)) {
         backend_->writer().payload(bytes);
@@ -227,11 +236,6 @@ void WsRelay::on_data_frame_end(bool message_end) {
     in_data_message_ = false;
     message_started_at_ = 0;
     ++msgs_in_;
-    if (!rate_.take(context_.loop().now())) {
-        // Over the route's message rate (SPEC §5): close 1008 after this complete message.
-        decoder_.stop();
-        rate_exceeded_ = true;
-    }
 }
 
 void WsRelay::on_ping(std::span<const std::byte> payload) {

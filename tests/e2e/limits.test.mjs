@@ -59,7 +59,7 @@ describe('edge limits', () => {
     for (let i = 0; i < 50; i++) ws.send(`m${i}`);
     const { code } = await withTimeout(ws.closed, 5000, 'close');
     assert.equal(code, 1008);
-    assert.ok(echoed.length <= 11, `at most the burst got through (${echoed.length})`);
+    assert.ok(echoed.length <= 10, `at most the burst got through (${echoed.length})`);
     await proxy.waitForLog(/event=ws_client_error .*code=1008 .*reason=policy_violation/);
   });
 
