@@ -360,22 +360,14 @@ void WsRelay::on_backend_gone(const Error* error) {
                closed_by_);
         return;
     }
-    if (error == nullptr || error->code == Code::Io) {
-        // The backend vanished without a Close frame: the client sees the same (TCP close, an
-        // abnormal 1006 closure), exactly as it would directly.
-        core::log(LogLevel::Info, "backend_gone",
-                  {{"client", client_address_},
-                   {"route", route_.route->path},
-                   {"detail", error != nullptr ? error->context : "eof"}});
-        flush_client();
-        finish(close_code::kAbnormal, "backend closed the connection", "backend");
-        return;
-    }
-    // Dead (PeerTimeout → 1011), over max_message (→ 1009, SPEC §5) or broken (other
-    // protocol errors → 1014) backend.
+    // Gone without a Close frame or broken (→ 1014, SPEC §5 "1014 after 101"), dead
+    // (PeerTimeout → 1011) or over max_message (→ 1009, SPEC §5).
     std::uint16_t code = close_code::kBadGateway;
     std::string reason = "backend protocol error";
-    if (error->code == Code::PeerTimeout) {
+    if (error == nullptr || error->code == Code::Io) {
+        code = close_code::kBadGateway;
+        reason = "backend closed the connection";
+    } else if (error->code == Code::PeerTimeout) {
         code = close_code::kInternalError;
         reason = "backend timed out";
     } else if (error->code == Code::MessageTooBig) {
@@ -390,8 +382,8 @@ void WsRelay::on_backend_gone(const Error* error) {
     core::log(LogLevel::Warn, "backend_failed",
               {{"client", client_address_},
                {"route", route_.route->path},
-               {"reason", core::to_string(error->code)},
-               {"detail", error->context}});
+               {"reason", error != nullptr ? core::to_string(error->code) : "eof"},
+               {"detail", error != nullptr ? error->context : "eof"}});
     finish(code, reason, "backend");
 }
 

@@ -353,7 +353,8 @@ TEST_CASE("relay: a masked frame from the backend closes the client with 1014") 
     h.finish();
 }
 
-TEST_CASE("relay: a backend that drops TCP without a close ends the client connection") {
+TEST_CASE("relay: a backend that drops TCP without a close gets the client a close 1014") {
+    // SPEC §5: backend unreachable after the 101 → 1014 (Bad Gateway).
     Harness h;
     RawClient& c = open_relay(h);
     BackendPeer& b = h.backend.peer();
@@ -362,8 +363,10 @@ TEST_CASE("relay: a backend that drops TCP without a close ends the client conne
     REQUIRE(h.until([&] { return c.eof(); }));
     REQUIRE(c.messages().size() == 1);
     CHECK(c.messages()[0].payload == "before");
+    REQUIRE(c.close_frame() != nullptr);
+    CHECK(c.close_frame()->close_code() == 1014);
     h.finish();
-    CHECK(h.counter("wsbridge_ws_closes_total", {{"code", "1006"}, {"by", "backend"}}) == 1);
+    CHECK(h.counter("wsbridge_ws_closes_total", {{"code", "1014"}, {"by", "backend"}}) == 1);
 }
 
 TEST_CASE("relay: a client that drops TCP gets the backend a 1001 close") {
