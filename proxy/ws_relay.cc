@@ -292,19 +292,27 @@ void WsRelay::on_close(std::uint16_t code, std::string_view reason) {
 // ---- backend → client ----------------------------------------------------------------------
 
 void WsRelay::on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode /*message*/) {
-    if (!client_close_sent_) {
+    if (!client_close_sent_ && !slow_closing_) {
         client_writer_.begin_frame(header.fin, header.opcode, header.length);
     }
 }
 
 void WsRelay::on_backend_frame_payload(std::span<const std::byte> bytes) {
-    bytes_out_ += bytes.size();
-    if (!client_close_sent_) {
+    if (!client_close_sent_ && (!slow_closing_ || client_writer_.mid_frame())) {
+        bytes_out_ += bytes.size();
         client_writer_.payload(bytes);
     }
 }
 
 void WsRelay::on_backend_frame_end(bool message_end) {
+    if (slow_closing_) {
+        if (!client_writer_.mid_frame()) {
+            client_->write(client_writer_.output());
+            client_writer_.clear();
+            send_slow_consumer_close();
+        }
+        return;
+    }
     if (message_end) {
         ++msgs_out_;
     }
@@ -400,7 +408,7 @@ void WsRelay::on_backend_write_low() {
 // ---- client stream -------------------------------------------------------------------------
 
 void WsRelay::on_write_high() {
-    if (backend_ && backend_->open()) {
+    if (backend_ && backend_->open() && !slow_closing_) {
         backend_->pause(core::kPausePeerQueueFull);
         backend_paused_by_client_queue_ = true;
     }
@@ -495,6 +503,20 @@ void WsRelay::on_tick() {
             message_started_at_ = now;
         }
     }
+    if (backend_paused_by_client_queue_ && !client_close_sent_) {
+        // Slow consumer (SPEC §5): its queue passed outbound_queue and the backend is paused.
+        // A client that drains nothing more for idle_timeout / 2 is closed with 1008.
+        const std::size_t queued = client_->queued_bytes();
+        if (stalled_since_ == 0 || queued < stalled_queue_) {
+            stalled_since_ = now;
+            stalled_queue_ = queued;
+        } else if (now - stalled_since_ >= plan.pong_timeout) {
+            close_slow_consumer();
+            return;
+        }
+    } else {
+        stalled_since_ = 0;
+    }
     if (message_started_at_ != 0 && !client_close_received_ &&
         now - message_started_at_ >= static_cast<std::uint64_t>(limits_.message_timeout.count())) {
         context_.metrics().inc("wsbridge_closes_total",
@@ -524,6 +546,48 @@ void WsRelay::on_tick() {
         client_ping_sent_at_ = now;
     }
     backend_->heartbeat(now);
+}
+
+void WsRelay::close_slow_consumer() {
+    if (slow_closing_ || finished_) {
+        return;
+    }
+    core::log_limited(LogLevel::Info, "ws_slow_consumer",
+                      {{"client", client_address_},
+                       {"route", route_.route->path},
+                       {"queued", client_->queued_bytes()}});
+    context_.metrics().inc("wsbridge_closes_total",
+                           {{"side", "client"}, {"reason", "slow_consumer"}});
+    closed_by_ = "proxy";
+    // SPEC §5: close 1008; the backend is told that its client went away.
+    if (backend_ && backend_->open() && !backend_close_sent_ && !backend_->mid_frame()) {
+        backend_->send_close(close_code::kGoingAway, "client too slow");
+        backend_close_sent_ = true;
+    }
+    if (!client_close_sent_ && client_writer_.mid_frame() && backend_ && backend_->open()) {
+        // A backend frame is half relayed: read just the rest of it (at most max_message), so
+        // that the Close can follow it (on_backend_frame_end), bounded by close_timeout.
+        slow_closing_ = true;
+        backend_->resume(core::kPausePeerQueueFull);
+        backend_paused_by_client_queue_ = false;
+        close_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] {
+            finish(close_code::kPolicyViolation, "slow consumer", "proxy");
+        });
+        close_timer_->start(static_cast<std::uint64_t>(limits_.close_timeout.count()));
+        return;
+    }
+    send_slow_consumer_close();
+}
+
+void WsRelay::send_slow_consumer_close() {
+    // The frame goes behind what is queued, so a client that catches up still learns why.
+    if (!client_close_sent_ && !client_writer_.mid_frame()) {
+        client_writer_.close(close_code::kPolicyViolation, "slow consumer");
+        client_close_sent_ = true;
+        client_->write(client_writer_.output());
+        client_writer_.clear();
+    }
+    finish(close_code::kPolicyViolation, "slow consumer", "proxy");
 }
 
 void WsRelay::on_close_timeout() {
@@ -573,25 +637,11 @@ void WsRelay::flush_client() {
     client_->write(client_writer_.output());
     client_writer_.clear();
     last_client_write_ = context_.loop().now();
-    // Slow consumer: the queue can only pass twice its watermark if the backend kept
+    // Slow consumer, hard cap: the queue can only pass twice its watermark if the backend kept
     // sending while paused (control frames, a read already in progress) or the client made
-    // us answer (pongs).
-    if (client_->queued_bytes() > 2 * limits_.outbound_queue + 64 * 1024) {
-        context_.metrics().inc("wsbridge_closes_total",
-                               {{"side", "client"}, {"reason", "slow_consumer"}});
-        // SPEC §5: close 1008. The frame goes behind what is queued, so a client that catches
-        // up still learns why; the backend is told that its client went away.
-        if (!client_close_sent_ && !client_writer_.mid_frame()) {
-            client_writer_.close(close_code::kPolicyViolation, "slow consumer");
-            client_close_sent_ = true;
-            client_->write(client_writer_.output());
-            client_writer_.clear();
-        }
-        if (backend_ && backend_->open() && !backend_close_sent_ && !backend_->mid_frame()) {
-            backend_->send_close(close_code::kGoingAway, "client too slow");
-            backend_close_sent_ = true;
-        }
-        finish(close_code::kPolicyViolation, "slow consumer", "proxy");
+    // us answer (pongs). The other rule (no drain while paused) is checked on the tick.
+    if (client_->queued_bytes() > 2 * limits_.outbound_queue + 64 * 1024 && !slow_closing_) {
+        close_slow_consumer();
     }
 }
 

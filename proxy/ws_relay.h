@@ -9,7 +9,9 @@
 // each close handshake completes (or times out after close_timeout). Backpressure: when one
 // side's write queue passes its high watermark, reading from the other side pauses until it
 // drains to the low watermark. A client message (or frame) still incomplete message_timeout
-// after its first byte arrived is a slow drip: close 1008 (checked on the heartbeat tick).
+// after its first byte arrived is a slow drip: close 1008 (checked on the heartbeat tick). A
+// client whose queue stays over outbound_queue without draining for idle_timeout / 2 is a
+// slow consumer: close 1008.
 //
 // Lifetime: created by HttpConnection, owned by itself; registered in the Context; finish()
 // logs one line, updates metrics and defers its own deletion.
@@ -87,6 +89,9 @@ class WsRelay final : public Closable,
     void client_gone(std::string_view why);
     void on_tick();
     void on_close_timeout();
+    /// The client's queue stayed over outbound_queue without draining: close 1008.
+    void close_slow_consumer();
+    void send_slow_consumer_close();
     void maybe_finish_handshakes();
     /// Ends the relay: closes both streams (Flush), logs, counts, defers deletion.
     void finish(std::uint16_t code, std::string_view reason, std::string_view by);
@@ -121,6 +126,9 @@ class WsRelay final : public Closable,
     std::uint64_t client_ping_sent_at_ = 0;
     std::uint64_t message_started_at_ = 0;   ///< a client frame or message is incomplete since
     bool in_data_message_ = false;           ///< between a data message's first and last frame
+    std::uint64_t stalled_since_ = 0;        ///< slow consumer: last drain seen while paused
+    std::size_t stalled_queue_ = 0;          ///< the client's queue then
+    bool slow_closing_ = false;              ///< finishing a half-relayed frame before a 1008
     std::uint64_t msgs_in_ = 0;    ///< client → backend
     std::uint64_t bytes_in_ = 0;
     std::uint64_t msgs_out_ = 0;   ///< backend → client

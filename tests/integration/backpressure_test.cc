@@ -245,6 +245,43 @@ TEST_CASE("backpressure: regression: a stalled backend does not make a live clie
     h.finish();
 }
 
+TEST_CASE("backpressure: a client that drains nothing for idle_timeout / 2 while the backend "
+          "waits on it is closed as a slow consumer with 1008") {
+    // SPEC §5 slow consumer on WebSocket: backpressure holds the queue at outbound_queue, and
+    // a client that then takes nothing more is closed, like nginx's send_timeout.
+    Harness h({}, [](config::Config& c) {
+        tune(c);
+        c.routes[0].limits.idle_timeout = std::chrono::seconds(2);
+    });
+    RawClient& c = h.upgrade("/chat");
+    REQUIRE(c.response()->status == 101);
+    c.discard_frames = true;
+    c.pause_reading();
+    BackendPeer& b = h.backend.peer();
+    const std::size_t wire = server_frame(op::kBinary, chunk_payload(0)).size();
+    Flood flood(
+        h, [&](std::size_t i) { b.send_binary(chunk_payload(i)); },
+        [&] { return b.queued_bytes(); }, wire);
+    REQUIRE(flood.until_stalled(100));
+    const std::uint64_t stalled_at = now_ms(h.loop);
+    REQUIRE(h.until([&] { return h.context().live_count() == 0; }, 5000));
+    // Detected after idle_timeout / 2 without a drained byte, checked every idle_timeout / 4.
+    CHECK(now_ms(h.loop) - stalled_at >= 900);
+    CHECK(h.counter("wsbridge_closes_total", {{"side", "client"}, {"reason", "slow_consumer"}}) ==
+          1);
+    CHECK(h.counter("wsbridge_closes_total", {{"side", "client"}, {"reason", "pong_timeout"}}) ==
+          0);
+    CHECK(h.counter("wsbridge_ws_closes_total", {{"code", "1008"}, {"by", "proxy"}}) == 1);
+    // The client catches up: the queued data, then the close frame that says why.
+    c.discard_frames = false;
+    c.resume_reading();
+    REQUIRE(h.until([&] { return c.eof(); }, 10000));
+    REQUIRE(c.close_frame() != nullptr);
+    CHECK(c.close_frame()->close_code() == 1008);
+    REQUIRE(h.until([&] { return b.close_frame() != nullptr || b.eof(); }));
+    h.finish();
+}
+
 TEST_CASE("backpressure: a client that floods pings without reading is closed as a slow "
           "consumer with 1008, and the backend is told") {
     // Pongs are the proxy's own output: they cannot be slowed by pausing the backend, so the
