@@ -242,6 +242,14 @@ void HttpConnection::start_sse(Session& session, std::uint64_t after,
     options.heartbeat_ms = plan.ping_after;
     options.tick_ms = plan.tick;
     options.high_watermark = limits.outbound_queue;
+    options.stall_ms = plan.pong_timeout;
+    options.on_slow_consumer = [&context = context_, id = session.id(),
+                                client = client_address_](std::size_t queued) {
+        core::log_limited(LogLevel::Info, "sse_slow_consumer",
+                          {{"session", id}, {"client", client}, {"queued", queued}});
+        context.metrics().inc("wsbridge_closes_total",
+                              {{"side", "client"}, {"reason", "slow_consumer"}});
+    };
     options.headers = cors_headers();
     options.reset_reason = std::move(reset);
     stream_->resume(core::kPauseOwner);  // paused while the session opened

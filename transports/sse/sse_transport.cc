@@ -83,7 +83,7 @@ void SseTransport::pump() {
     if (full_) {
         // A client past twice its queue limit is dropped; it can resume (SPEC §5).
         if (stream_->queued_bytes() > 2 * options_.high_watermark) {
-            end(true);
+            end_slow_consumer();
         }
         return;
     }
@@ -157,11 +157,34 @@ void SseTransport::on_tick() {
     if (ended_) {
         return;
     }
+    if (full_) {
+        const std::uint64_t now = loop_.now();
+        const std::size_t queued = stream_->queued_bytes();
+        if (stalled_since_ == 0 || queued < stalled_queue_) {
+            stalled_since_ = now;
+            stalled_queue_ = queued;
+        } else if (now - stalled_since_ >= options_.stall_ms) {
+            end_slow_consumer();
+            return;
+        }
+    } else {
+        stalled_since_ = 0;
+    }
     if (loop_.now() - last_write_ >= options_.heartbeat_ms && !full_) {
         std::string hb;
         append_heartbeat(hb);
         write(hb);
     }
+}
+
+void SseTransport::end_slow_consumer() {
+    if (ended_) {
+        return;
+    }
+    if (options_.on_slow_consumer) {
+        options_.on_slow_consumer(stream_->queued_bytes());
+    }
+    end(true);
 }
 
 void SseTransport::end(bool detach) {

@@ -8,12 +8,14 @@
 //
 // Backpressure: writing stops while the socket's queue is above its high watermark; the
 // session is told (set_transport_full) and stops reading its backend. A client that stays
-// behind past twice the watermark gets its stream ended; it resumes with Last-Event-ID.
+// behind past twice the watermark, or that drains nothing for stall_ms while over it, gets its
+// stream ended as a slow consumer (SPEC §5); it resumes with Last-Event-ID.
 //
 // Lifetime: owns the client socket and itself; deletes itself (deferred) when the stream ends.
 // It never touches the session after on_replaced()/on_session_gone() or its own detach.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +33,9 @@ namespace transports::sse {
 struct SseOptions {
     std::string send_url;                 ///< POST URL announced to the client
     std::uint64_t heartbeat_ms = 30'000;  ///< comment after this much write silence
+    std::uint64_t stall_ms = 30'000;      ///< a full queue that drains nothing this long ends
+    /// Called once when the stream is ended as a slow consumer (metrics, log).
+    std::function<void(std::size_t queued)> on_slow_consumer;
     std::uint64_t tick_ms = 15'000;       ///< how often silence is checked
     std::uint64_t retry_ms = 1'000;       ///< EventSource reconnection delay
     std::size_t high_watermark = 1024 * 1024;
@@ -74,6 +79,8 @@ class SseTransport final : public Transport,
     void pump();
     void write(const std::string& bytes);
     void on_tick();
+    /// Ends the stream of a client that stays behind (SPEC §5 slow consumer; resumable).
+    void end_slow_consumer();
     /// Ends the stream (Flush), detaching from the session when `detach`.
     void end(bool detach);
 
@@ -88,6 +95,8 @@ class SseTransport final : public Transport,
     std::uint64_t last_write_ = 0;
     bool full_ = false;
     bool ended_ = false;
+    std::uint64_t stalled_since_ = 0;  ///< while full_: last time the queue was seen draining
+    std::size_t stalled_queue_ = 0;    ///< the queue size then
 };
 
 } // namespace transports::sse
