@@ -193,7 +193,8 @@ void Session::on_backend_gone(const Error* error) {
     if (close_) {
         return;
     }
-    std::uint16_t code = close_code::kAbnormal;
+    // Gone without a Close: 1014 (Bad Gateway), as on the WebSocket relay (SPEC §5).
+    std::uint16_t code = close_code::kBadGateway;
     std::string reason = "backend closed the connection";
     if (error != nullptr && error->code == Code::PeerTimeout) {
         code = close_code::kInternalError;
