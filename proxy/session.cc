@@ -96,8 +96,9 @@ void Session::cancel_opener(SessionOpener* opener) noexcept {
     }
 }
 
-void Session::on_backend_open(std::string_view /*protocol*/, const http::Response& /*resp*/) {
+void Session::on_backend_open(std::string_view protocol, const http::Response& /*resp*/) {
     open_ = true;
+    protocol_ = std::string(protocol);
     const HeartbeatPlan plan = derive_heartbeat(limits_.backend_idle_timeout);
     tick_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] { on_tick(); });
     tick_timer_->start(plan.tick, plan.tick);

@@ -87,6 +87,7 @@ class Session final : public Closable, public transports::SessionView, private B
 
     // transports::SessionView
     std::string_view id() const override { return id_; }
+    std::string_view protocol() const override { return protocol_; }
     const transports::ReplayBuffer& replay() const override { return replay_; }
     const std::optional<transports::CloseInfo>& close_info() const override { return close_; }
     void delivered(std::uint64_t seq) override;
@@ -122,6 +123,7 @@ class Session final : public Closable, public transports::SessionView, private B
     const config::RouteLimits& limits_;
     std::shared_ptr<const config::Config> config_;
     std::string id_;
+    std::string protocol_;                 ///< subprotocol the backend selected
     std::string client_ip_;
     std::unique_ptr<BackendConnection> backend_;
     SessionOpener* opener_ = nullptr;

@@ -181,7 +181,8 @@ void HttpConnection::on_session_open() {
         headers.emplace_back("Content-Type", "application/json");
         const std::string url = session_url(session->id());
         respond(200, std::move(headers),
-                lp::encode_open_response(session->id(), url, url, plan.ping_after, 0),
+                lp::encode_open_response(session->id(), url, url, plan.ping_after, 0,
+                                         session->protocol()),
                 !request.keep_alive);
         resume_after_wait();
         return;

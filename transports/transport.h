@@ -27,6 +27,8 @@ class SessionView {
   public:
     /// The session id (the secret that identifies it).
     virtual std::string_view id() const = 0;
+    /// The subprotocol the backend selected ("" when none).
+    virtual std::string_view protocol() const = 0;
     /// Messages not yet acknowledged or evicted, with their sequence numbers.
     virtual const ReplayBuffer& replay() const = 0;
     /// Set once the backend connection ended; transports deliver it after every message.

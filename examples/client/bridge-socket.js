@@ -806,6 +806,7 @@ export class BridgeSocket extends EventTarget {
           conn = { kind: 'sse', es, reconnectTimer: null, stop: () => { clearTimeout(conn.reconnectTimer); es.close(); } };
           this.#conn = conn;
           this.#newSession(info.session, info.send, info.last_seq, info.heartbeat_ms);
+          this.#protocol = typeof info.protocol === 'string' ? info.protocol : '';
           this.#freshBackend('sse', null);
           this.#up('sse', false);
           resolve({ ok: true });
@@ -901,6 +902,7 @@ export class BridgeSocket extends EventTarget {
     }
     this.#accepted('longpoll');
     this.#newSession(body.session, body.poll || body.send, body.last_seq, body.hold_ms);
+    this.#protocol = typeof body.protocol === 'string' ? body.protocol : '';
     this.#freshBackend('longpoll', null);
     this.#startPolling();
     this.#up('longpoll', false);

@@ -264,6 +264,7 @@ describe('sessions', { skip }, () => {
       { path: '/hb', backend: backend.url('/echo'), idle_timeout: '400ms' },
       { path: '/small', backend: backend.url('/echo'), max_message: '1k', max_post_body: '4k' },
       { path: '/del', backend: backend.url('/headers') },
+      { path: '/sub', backend: backend.url('/subprotocol'), subprotocols: ['chat.v2', 'mqtt'] },
       { path: '/cors', backend: backend.url('/echo'), origins: ['http://app.example'] },
       { path: '/short', backend: backend.url('/chat'), resume_window: '1s' },
       { path: '/toobig', backend: backend.url('/headers'), max_message: 100, outbound_queue: '1k', replay_buffer: '1k' },
@@ -300,6 +301,17 @@ describe('sessions', { skip }, () => {
         const other = await sseOpen('/echo');
         assert.notEqual(other.session, data.session);
         other.es.close();
+      } finally {
+        es.close();
+      }
+    });
+
+    test('?protocol= offers subprotocols; the backend\'s choice is in the announce', { timeout: T }, async () => {
+      const { es, data } = await sseOpen('/sub?protocol=chat.v2');
+      try {
+        assert.equal(data.protocol, 'chat.v2');
+        const [, first] = await es.waitForEvents(2, 3000);
+        assert.equal(first.data, '{"protocol":"chat.v2"}');
       } finally {
         es.close();
       }
@@ -668,6 +680,15 @@ describe('sessions', { skip }, () => {
       assert.equal(res.body, `{"session":"${b.session}","send":"${url}","poll":"${url}","hold_ms":30000,"last_seq":0}`);
       const hb = await lpOpen('/hb');
       assert.equal(hb.hold_ms, 200);
+    });
+
+    test('?protocol= offers subprotocols; the backend\'s choice is in the open response', { timeout: T }, async () => {
+      const s = await lpOpen('/sub?protocol=nope&protocol=mqtt');
+      assert.equal(s.protocol, 'mqtt');
+      const { messages } = await lpCollect(s.poll, 1);
+      assert.deepEqual(messages, [{ seq: 1, text: '{"protocol":"mqtt"}' }]);
+      const none = await lpOpen('/sub');
+      assert.equal(none.protocol, undefined, 'no subprotocol: no protocol field');
     });
 
     test('a poll returns the messages after ack at once; ack drops what it covers', { timeout: T }, async () => {

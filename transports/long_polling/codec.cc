@@ -320,7 +320,7 @@ std::string encode_poll_response(std::span<const OutMessage> messages,
 
 std::string encode_open_response(std::string_view session, std::string_view send_url,
                                  std::string_view poll_url, std::uint64_t hold_ms,
-                                 std::uint64_t last_seq) {
+                                 std::uint64_t last_seq, std::string_view protocol) {
     std::string out = R"({"session":)";
     append_string(out, session);
     out.append(R"(,"send":)");
@@ -331,6 +331,10 @@ std::string encode_open_response(std::string_view session, std::string_view send
     append_uint(out, hold_ms);
     out.append(R"(,"last_seq":)");
     append_uint(out, last_seq);
+    if (!protocol.empty()) {
+        out.append(R"(,"protocol":)");
+        append_string(out, protocol);
+    }
     out.push_back('}');
     return out;
 }

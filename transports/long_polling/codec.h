@@ -64,12 +64,13 @@ std::string encode_poll_response(std::span<const OutMessage> messages,
                                  const std::optional<Gap>& gap, const std::optional<Reset>& reset,
                                  const std::optional<Close>& close);
 
-/// Open response body: `{"session":…,"send":…,"poll":…,"hold_ms":…,"last_seq":…}`, strings
-/// JSON-escaped. `send`/`poll` are the URLs the client uses for POST and poll; `last_seq` is
-/// the highest seq already assigned (0 for a new session), i.e. the first `ack` to poll with.
+/// Open response body: `{"session":…,"send":…,"poll":…,"hold_ms":…,"last_seq":…}`, plus
+/// `"protocol":…` when the backend selected a subprotocol; strings JSON-escaped. `send`/`poll`
+/// are the URLs the client uses for POST and poll; `last_seq` is the highest seq already
+/// assigned (0 for a new session), i.e. the first `ack` to poll with.
 std::string encode_open_response(std::string_view session, std::string_view send_url,
                                  std::string_view poll_url, std::uint64_t hold_ms,
-                                 std::uint64_t last_seq);
+                                 std::uint64_t last_seq, std::string_view protocol = {});
 
 /// One client→backend message decoded from a POST body. Owns its bytes.
 struct InMessage {

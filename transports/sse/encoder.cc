@@ -106,6 +106,10 @@ void append_announce(std::string& out, const Announce& a) {
     append_uint(out, a.heartbeat_ms);
     out.append(",\"last_seq\":");
     append_uint(out, a.last_seq);
+    if (!a.protocol.empty()) {
+        out.append(",\"protocol\":");
+        append_string(out, a.protocol);
+    }
     out.append("}\n\n");
 }
 

@@ -83,6 +83,7 @@ struct Announce {
     std::uint64_t heartbeat_ms = 0; ///< Heartbeat interval the proxy uses on this stream.
     std::uint64_t last_seq = 0;     ///< Position the stream resumes after (0 = from the start).
     std::uint64_t retry_ms = 0;     ///< EventSource reconnection delay, written as `retry:`.
+    std::string_view protocol;      ///< Subprotocol the backend selected; omitted when empty.
 };
 
 /// True if `session` is a well-formed session id: non-empty and only `A-Z a-z 0-9 - _` (URL-safe

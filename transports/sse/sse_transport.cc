@@ -43,6 +43,7 @@ void SseTransport::start() {
     a.heartbeat_ms = options_.heartbeat_ms;
     a.last_seq = cursor_;
     a.retry_ms = options_.retry_ms;
+    a.protocol = session_->protocol();
     append_announce(head, a);
     write(head);
     stream_->start_read();

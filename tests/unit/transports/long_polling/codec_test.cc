@@ -132,6 +132,8 @@ TEST_CASE("long_polling codec: open response bytes") {
           R"("hold_ms":25000,"last_seq":0})");
     CHECK(encode_open_response("s", "/a\"b", "/c\\d", 0, 42) ==
           R"({"session":"s","send":"/a\"b","poll":"/c\\d","hold_ms":0,"last_seq":42})");
+    CHECK(encode_open_response("s", "/a", "/a", 0, 0, "mqtt") ==
+          R"({"session":"s","send":"/a","poll":"/a","hold_ms":0,"last_seq":0,"protocol":"mqtt"})");
 }
 
 TEST_CASE("long_polling codec: poll responses round-trip through parse_poll_response") {

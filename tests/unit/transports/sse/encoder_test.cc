@@ -171,7 +171,7 @@ constexpr std::uint64_t kGapLength = 10;
 // kGapLength messages after them, and a close.
 std::string encode_stream(const std::vector<Message>& messages) {
     std::string out;
-    append_announce(out, {kSession, kSendUrl, 25000, 0, 3000});
+    append_announce(out, {kSession, kSendUrl, 25000, 0, 3000, {}});
     std::uint64_t seq = 0;
     for (const auto& m : messages) {
         append_message(out, kSession, ++seq, m.binary, as_span(m.payload));
@@ -319,12 +319,18 @@ TEST_CASE("sse encoder: each event kind has the documented bytes") {
     CHECK(encode(7, binary("")) == "event: binary\nid: a1-Zx_9Q.7\ndata: \n\n");
 
     std::string out = "kept";
-    append_announce(out, {kSession, "/s?a=\"1\"", 25000, 42, 3000});
+    append_announce(out, {kSession, "/s?a=\"1\"", 25000, 42, 3000, {}});
     CHECK(out ==
           "kept"
           "retry: 3000\nevent: session\nid: a1-Zx_9Q.42\n"
           "data: {\"session\":\"a1-Zx_9Q\",\"send\":\"/s?a=\\\"1\\\"\",\"heartbeat_ms\":25000,"
           "\"last_seq\":42}\n\n");
+    out.clear();
+    append_announce(out, {kSession, "/s", 25000, 0, 3000, "chat.v2"});
+    CHECK(out ==
+          "retry: 3000\nevent: session\nid: a1-Zx_9Q.0\n"
+          "data: {\"session\":\"a1-Zx_9Q\",\"send\":\"/s\",\"heartbeat_ms\":25000,"
+          "\"last_seq\":0,\"protocol\":\"chat.v2\"}\n\n");
     out.clear();
     append_gap(out, kSession, 5, 9);
     CHECK(out == "event: gap\nid: a1-Zx_9Q.9\ndata: {\"from\":5,\"to\":9}\n\n");
@@ -493,7 +499,7 @@ TEST_CASE("sse encoder: backend bytes cannot inject a field, an event or an id")
 
 TEST_CASE("sse encoder: announce sets retry and the reconnect id; gap moves it past the gap") {
     std::string out;
-    append_announce(out, {kSession, kSendUrl, 25000, 5, 2500});
+    append_announce(out, {kSession, kSendUrl, 25000, 5, 2500, {}});
     test_support::EventSourceParser p;
     p.feed(out);
     CHECK(p.retry() == 2500u);
