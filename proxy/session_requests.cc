@@ -100,7 +100,9 @@ HttpConnection::Next HttpConnection::handle_session_request(const RouteRuntime& 
     const std::string* accept = request.find("Accept");
     const bool wants_sse = accept != nullptr &&
                            accept->find("text/event-stream") != std::string::npos;
-    if (request.method == "GET" && wants_sse && !session_id) {
+    if (request.method == "GET" && wants_sse) {
+        // With ?session=S[&ack=N] too: a new EventSource object resumes by URL (an existing
+        // one's Last-Event-ID header wins, it is newer).
         if (!r.transports.sse) {
             respond_error(400, "transport_disabled", "SSE is not enabled on this route.", close,
                           "sse disabled", cors_headers());
@@ -207,10 +209,25 @@ void HttpConnection::on_session_failed(const core::Error& error, unsigned status
 HttpConnection::Next HttpConnection::handle_sse(const RouteRuntime& route) {
     const http::Request& request = parser_.request();
     const std::string* last = request.find("Last-Event-ID");
-    if (last == nullptr) {
+    std::optional<transports::sse::EventId> id;
+    if (last != nullptr) {
+        id = transports::sse::parse_last_event_id(*last);
+    } else if (const auto s = query_param(request.query(), "session")) {
+        // Resume by URL: ?session=S&ack=N (N = the last seq seen; 0 or absent = none).
+        std::uint64_t seq = 0;
+        if (const auto a = query_param(request.query(), "ack")) {
+            const auto v = parse_u64(*a);
+            if (!v) {
+                respond_error(400, "bad_request", "ack must be a decimal sequence number.",
+                              !request.keep_alive, "bad ack", cors_headers());
+                return request.keep_alive ? Next::Continue : Next::Stop;
+            }
+            seq = *v;
+        }
+        id = transports::sse::EventId{*s, seq};
+    } else {
         return open_session(route, kOpenSse, {});
     }
-    const auto id = transports::sse::parse_last_event_id(*last);
     Session* session = id ? context_.find_session(id->session) : nullptr;
     if (session == nullptr || session->route().route != route.route) {
         // Expired, unknown or forged: a fresh session, announced by an explicit reset.

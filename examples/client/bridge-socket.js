@@ -27,10 +27,10 @@
 // * Resume without loss or duplicate (SSE and long-poll sessions). Every backend message has a
 //   sequence number; the client keeps the last one it delivered and drops anything at or below
 //   it. Long-poll polls carry `ack=<last seq>`. An SSE stream is resumed by the browser's own
-//   EventSource reconnect, which sends Last-Event-ID (timing: the proxy's `retry:`, 1 s). A new
-//   EventSource object cannot send Last-Event-ID (no header API, and wsbridge reads the position
-//   from that header only), so when the EventSource gives up (an HTTP error on reconnect) or has
-//   not come back within `sseReconnectTimeout`, the client continues THE SAME session by
+//   EventSource reconnect, which sends Last-Event-ID (timing: the proxy's `retry:`, 1 s). An
+//   EventSource that gives up (an HTTP error on reconnect) or has not come back within
+//   `sseReconnectTimeout` says that SSE itself is failing on this path (wsbridge would also let
+//   a new EventSource resume by URL, `?session=S&ack=N`), so the client continues THE SAME session by
 //   long-polling from its last position (explicit ack) with backoff; `transport` becomes
 //   'longpoll' and `fallbackReason` says why. Lost ranges arrive as 'gap' events; a session the
 //   proxy no longer knows (restart, expiry) arrives as a 'reset' event before any message of the

@@ -435,6 +435,37 @@ describe('sessions', { skip }, () => {
       assert.equal(after - before, 1, 'resuming opened no new backend connection');
     });
 
+    test('a new EventSource resumes by URL: ?session=S&ack=N, and Last-Event-ID wins over it', { timeout: T }, async () => {
+      const before = (await backendStats()).byPath['/stream'] ?? 0;
+      const first = new SseClient(proxy.port, '/stream?n=50');
+      await first.connect();
+      await first.waitFor(() => first.events.filter(isMessage).length === 50, 5000, '50 messages');
+      const session = JSON.parse(first.events[0].data).session;
+      first.close();
+      // A new object (page reload): only the URL can carry the position.
+      const byUrl = new SseClient(proxy.port, `/stream?session=${session}&ack=20`);
+      await byUrl.connect();
+      await byUrl.waitFor(() => byUrl.events.filter(isMessage).length === 30, 5000, '30 messages');
+      await sleep(50);
+      byUrl.close();
+      const [announce, ...rest] = byUrl.events;
+      assert.equal(announce.type, 'session');
+      assert.deepEqual({ session: JSON.parse(announce.data).session, last_seq: JSON.parse(announce.data).last_seq },
+        { session, last_seq: 20 });
+      assert.deepEqual(rest.map((e) => e.data), Array.from({ length: 30 }, (_, i) => String(i + 21)));
+      // EventSource's own reconnect of that object sends Last-Event-ID, which is newer: it wins.
+      const again = new SseClient(proxy.port, `/stream?session=${session}&ack=20`, { lastEventId: `${session}.45` });
+      await again.connect();
+      await again.waitFor(() => again.events.filter(isMessage).length === 5, 5000, '5 messages');
+      await sleep(50);
+      again.close();
+      assert.deepEqual(again.events.filter(isMessage).map((e) => e.data), ['46', '47', '48', '49', '50']);
+      // A malformed ack: 400.
+      const bad = await get(`/stream?session=${session}&ack=x`, { headers: { Accept: 'text/event-stream' } });
+      assert.equal(bad.status, 400);
+      assert.equal((await backendStats()).byPath['/stream'] - before, 1, 'one backend connection throughout');
+    });
+
     test('Last-Event-ID of an unknown or forged session: reset, then a new session', { timeout: T }, async () => {
       const live = await sseOpen('/hb'); // a live session of another route is unknown on /echo
       live.es.close();
