@@ -7,6 +7,43 @@ bool is_reserved_query_param(std::string_view name) noexcept {
            name == "batch" || name == "protocol";
 }
 
+std::optional<std::string> decode_query_value(std::string_view value) {
+    const auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') {
+            return c - '0';
+        }
+        if (c >= 'a' && c <= 'f') {
+            return c - 'a' + 10;
+        }
+        if (c >= 'A' && c <= 'F') {
+            return c - 'A' + 10;
+        }
+        return -1;
+    };
+    std::string out;
+    out.reserve(value.size());
+    for (std::size_t i = 0; i < value.size(); ++i) {
+        const char c = value[i];
+        if (c == '+') {
+            out.push_back(' ');
+        } else if (c != '%') {
+            out.push_back(c);
+        } else {
+            if (i + 2 >= value.size()) {
+                return std::nullopt;
+            }
+            const int hi = hex(value[i + 1]);
+            const int lo = hex(value[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return std::nullopt;
+            }
+            out.push_back(static_cast<char>(hi * 16 + lo));
+            i += 2;
+        }
+    }
+    return out;
+}
+
 std::string backend_target(const config::Route& route, const http::Request& request) {
     std::string_view backend(route.backend.path);
     std::string_view backend_query;

@@ -2,6 +2,7 @@
 // Pure routing helpers (SPEC §1, §5): the backend request target for a client request, and the
 // Origin policy. No I/O; unit-tested in tests/unit/proxy/routing_test.cc.
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,10 @@ namespace proxy {
 
 /// Query parameters the proxy keeps for itself and never forwards.
 bool is_reserved_query_param(std::string_view name) noexcept;
+
+/// Decodes a query parameter value (application/x-www-form-urlencoded: `%XX` and `+` for a
+/// space). nullopt when a `%` is not followed by two hex digits.
+std::optional<std::string> decode_query_value(std::string_view value);
 
 /// The request-target sent to the backend: the backend URL's path, plus the request path's
 /// suffix beyond a prefix route (joined with exactly one '/'), plus the backend URL's query

@@ -364,12 +364,12 @@ SendOutcome Session::send(std::uint64_t first_seq, std::vector<ClientMessage>& m
     return out;
 }
 
-void Session::close_by_client() {
+void Session::close_by_client(std::uint16_t code, std::string_view reason) {
     if (backend_ && backend_->open() && !close_) {
-        backend_->send_close(close_code::kNormal, "client closed the session");
+        backend_->send_close(code, reason);
     }
     if (!close_) {
-        close_ = transports::CloseInfo{close_code::kNormal, "client closed the session"};
+        close_ = transports::CloseInfo{code, std::string(reason)};
     }
     end("client_closed");
 }

@@ -80,7 +80,7 @@ class Session final : public Closable, public transports::SessionView, private B
     /// Client → backend (POST): `first_seq` numbers the first message, the rest follow.
     SendOutcome send(std::uint64_t first_seq, std::vector<ClientMessage>& messages);
     /// DELETE: closes the backend with 1000 and ends the session.
-    void close_by_client();
+    void close_by_client(std::uint16_t code, std::string_view reason);
 
     /// Shutdown/drain (Closable): transports end, backend gets 1001.
     void shutdown(bool going_away) override;

@@ -9,6 +9,7 @@
 #include "proxy/http/response.h"
 #include "proxy/http_connection.h"
 #include "proxy/routing.h"
+#include "proxy/ws/utf8.h"
 #include "transports/long_polling/codec.h"
 #include "transports/sse/encoder.h"
 #include "transports/sse/sse_transport.h"
@@ -358,7 +359,28 @@ HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
         return reject(404, "unknown_session", "No such session (expired or never opened).");
     }
     if (request.method == "DELETE") {
-        session->close_by_client();
+        // ?code=N&reason=R, as WebSocket.close(code, reason) allows: 1000 or 3000-4999, a
+        // UTF-8 reason of at most 123 bytes. Default: 1000 "client closed the session".
+        std::uint16_t code = ws::close_code::kNormal;
+        std::string reason = "client closed the session";
+        if (const auto c = query_param(request.query(), "code")) {
+            const auto v = parse_u64(*c);
+            if (!v || (*v != 1000 && (*v < 3000 || *v > 4999))) {
+                return reject(400, "bad_request", "code must be 1000 or 3000-4999.");
+            }
+            code = static_cast<std::uint16_t>(*v);
+            reason.clear();
+        }
+        if (const auto r = query_param(request.query(), "reason")) {
+            auto decoded = decode_query_value(*r);
+            if (!decoded || decoded->size() > 123 ||
+                !ws::is_valid_utf8(std::as_bytes(std::span(decoded->data(), decoded->size())))) {
+                return reject(400, "bad_request",
+                              "reason must be percent-encoded UTF-8 of at most 123 bytes.");
+            }
+            reason = std::move(*decoded);
+        }
+        session->close_by_client(code, reason);
         respond(204, cors, {}, close);
         return close ? Next::Stop : Next::Continue;
     }

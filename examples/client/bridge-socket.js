@@ -527,13 +527,17 @@ export class BridgeSocket extends EventTarget {
       this.#finish(code, reason, false);
       return;
     }
-    this.#deleteSession(sess).then((ok) => this.#finish(code, reason, ok));
+    this.#deleteSession(sess, code, reason).then((ok) => this.#finish(code, reason, ok));
   }
 
-  async #deleteSession(sess) {
+  async #deleteSession(sess, code, reason) {
     try {
+      // The backend gets code and reason, as a WebSocket close would send them.
+      const u = new URL(sess.url);
+      if (code !== undefined) u.searchParams.set('code', String(code));
+      if (reason) u.searchParams.set('reason', reason);
       // Not cancellable: it must survive the close that follows.
-      const r = await this.#request('DELETE', sess.url, { keepalive: true, cancellable: false });
+      const r = await this.#request('DELETE', u.href, { keepalive: true, cancellable: false });
       return r.status === 204 || r.status === 404;
     } catch {
       return false;

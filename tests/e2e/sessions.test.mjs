@@ -999,6 +999,21 @@ describe('sessions', { skip }, () => {
       } finally {
         sse.es.close();
       }
+      // ?code=&reason= reach the backend, as WebSocket.close(code, reason) would send them.
+      const s3 = await lpOpen('/del');
+      const before3 = (await closesOf()).length;
+      assert.equal((await request('DELETE', `${s3.send}&code=4001&reason=${encodeURIComponent('bye ✓')}`)).status, 204);
+      let closes3 = await closesOf();
+      for (let i = 0; i < 60 && closes3.length === before3; i++) {
+        await sleep(50);
+        closes3 = await closesOf();
+      }
+      assert.deepEqual({ code: closes3.at(-1).code, reason: closes3.at(-1).reason }, { code: 4001, reason: 'bye ✓' });
+      const s4 = await lpOpen('/del');
+      for (const bad of ['code=1001', 'code=2999', 'code=5000', 'code=x', `reason=${'r'.repeat(124)}`, 'reason=%FF', 'reason=%4']) {
+        assertError(await request('DELETE', `${s4.send}&${bad}`), 400, 'bad_request', `DELETE ${bad}`);
+      }
+      assert.equal((await request('DELETE', s4.send)).status, 204, 'the session survived the bad DELETEs');
     });
 
     test('CORS: allowed origin gets the headers on every request; preflight 204', { timeout: T }, async () => {

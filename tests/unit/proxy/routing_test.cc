@@ -213,3 +213,21 @@ TEST_CASE("check_origin: several Origin headers or no Host are rejected") {
 
 } // namespace
 } // namespace proxy
+
+namespace proxy {
+
+TEST_CASE("decode_query_value: %XX and + decode; a broken escape is nullopt") {
+    CHECK(decode_query_value("") == std::string());
+    CHECK(decode_query_value("plain") == std::string("plain"));
+    CHECK(decode_query_value("a+b%20c") == std::string("a b c"));
+    CHECK(decode_query_value("%E2%9C%93%2b%2B") == std::string("\xE2\x9C\x93++"));
+    CHECK(decode_query_value("%00") == std::string(1, '\0'));
+    CHECK_FALSE(decode_query_value("%"));
+    CHECK_FALSE(decode_query_value("%4"));
+    CHECK_FALSE(decode_query_value("ab%4"));
+    CHECK_FALSE(decode_query_value("%G0"));
+    CHECK_FALSE(decode_query_value("%0g"));
+    CHECK(decode_query_value("x%41+%42y") == std::string("xA By"));
+}
+
+} // namespace proxy
