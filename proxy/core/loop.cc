@@ -59,7 +59,13 @@ Loop::Loop() : loop_(new uv_loop_t), check_(new uv_check_t), idle_(new uv_idle_t
 
 Loop::~Loop() {
     close_all();
-    delete loop_;
+    if (closed_) {
+        delete loop_;
+    } // else a handle still points at loop_: leaking it is safer than freeing it under them.
+    // Owners that outlive the loop must not unlink themselves from it later.
+    for (HandleOwner* owner = owners_; owner != nullptr; owner = owner->next_) {
+        owner->loop_ = nullptr;
+    }
 }
 
 void Loop::run() {
@@ -101,12 +107,44 @@ void Loop::drain_deferred() noexcept {
     }
 }
 
+HandleOwner::HandleOwner(Loop& loop) noexcept : loop_(&loop), next_(loop.owners_) {
+    if (next_ != nullptr) {
+        next_->prev_ = this;
+    }
+    loop.owners_ = this;
+    ++loop.owner_count_;
+}
+
+HandleOwner::~HandleOwner() {
+    if (loop_ == nullptr) {
+        return;
+    }
+    if (prev_ != nullptr) {
+        prev_->next_ = next_;
+    } else {
+        loop_->owners_ = next_;
+    }
+    if (next_ != nullptr) {
+        next_->prev_ = prev_;
+    }
+    --loop_->owner_count_;
+}
+
+void Loop::close_owned_handles() noexcept {
+    // close_handles() only calls uv_close(): nothing is freed or unlinked before the close
+    // callbacks run in uv_run, so the list is stable while we walk it.
+    for (HandleOwner* owner = owners_; owner != nullptr; owner = owner->next_) {
+        owner->close_handles();
+    }
+}
+
 namespace {
 
-void close_walk_cb(uv_handle_t* handle, void* /*arg*/) noexcept {
+/// Handles that no HandleOwner closed: raw uv code outside proxy/core. Their memory belongs to
+/// whoever created them, so they can only be closed without a callback, as a last resort.
+void close_foreign_cb(uv_handle_t* handle, void* found) noexcept {
     if (uv_is_closing(handle) == 0) {
-        // A straggler: its owner is gone or never closed it. Close it; the memory of such a
-        // handle is owned by its wrapper, whose close callback frees it.
+        *static_cast<bool*>(found) = true;
         uv_close(handle, nullptr);
     }
 }
@@ -127,17 +165,27 @@ bool Loop::close_all() {
         uv_close(reinterpret_cast<uv_handle_t*>(idle_),
                  [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
     }
-    uv_run(loop_, UV_RUN_NOWAIT);
-    drain_deferred();
-    int r = uv_loop_close(loop_);
-    for (int i = 0; i < 100 && r == UV_EBUSY; ++i) {
-        uv_walk(loop_, close_walk_cb, nullptr);
+    // Each pass: owners close their handles (those created by the previous pass's callbacks or
+    // deferred destructors too); one non-blocking iteration runs the close callbacks, which
+    // free the handles, cancel their requests (whose callbacks free them) and free orphaned
+    // owners. Usually one pass is enough.
+    bool clean = true;
+    constexpr int kMaxPasses = 100;
+    for (int pass = 0; pass < kMaxPasses; ++pass) {
+        close_owned_handles();
+        if (pass > 0) {
+            bool found = false;
+            uv_walk(loop_, close_foreign_cb, &found);
+            clean = clean && !found;
+        }
         uv_run(loop_, UV_RUN_NOWAIT);
         drain_deferred();
-        r = uv_loop_close(loop_);
+        if (uv_loop_close(loop_) == 0) {
+            closed_ = true;
+            return clean;
+        }
     }
-    closed_ = r == 0;
-    return closed_;
+    return false;
 }
 
 } // namespace proxy::core

@@ -20,6 +20,36 @@ class DeferredDeletable {
     virtual ~DeferredDeletable() = default;
 };
 
+class Loop;
+
+/// Base of every proxy/core object that owns uv handles (TcpStream's state, TcpListener,
+/// Timer, SignalWatcher). It links itself into its Loop for its whole life, so that
+/// Loop::close_all() can close what is still open the owner's way: each handle freed in its own
+/// close callback (STYLE §2.1). Not copyable or movable: the Loop points at it.
+class HandleOwner {
+  public:
+    HandleOwner(const HandleOwner&) = delete;
+    HandleOwner& operator=(const HandleOwner&) = delete;
+
+    /// Closes every handle this object still has open; each is freed in its close callback.
+    /// Idempotent. Afterwards no callback of the object fires and its methods are harmless
+    /// no-ops; an orphaned object (its public owner already gone) frees itself in the last
+    /// close callback. Called by Loop::close_all(); the owner's own close() may share it.
+    virtual void close_handles() noexcept = 0;
+
+  protected:
+    /// Links this object into `loop`.
+    explicit HandleOwner(Loop& loop) noexcept;
+    /// Unlinks it (a no-op once the Loop is destroyed).
+    virtual ~HandleOwner();
+
+  private:
+    friend class Loop;
+    Loop* loop_;
+    HandleOwner* prev_ = nullptr;
+    HandleOwner* next_ = nullptr;
+};
+
 /// Size of one pooled read chunk (STYLE §3).
 inline constexpr std::size_t kReadChunkSize = 16 * 1024;
 
@@ -72,14 +102,28 @@ class Loop {
     /// The read-buffer pool of this loop.
     BufferPool& buffers() noexcept { return buffers_; }
 
-    /// Closes every remaining handle and runs the loop until uv_loop_close() succeeds. Returns
-    /// true when the loop closed cleanly (no handle leaked).
+    /// Shutdown (STYLE §2.10): destroys the deferred objects, asks every HandleOwner still
+    /// linked to close its handles (a Flush close still draining is aborted), runs the loop
+    /// until every close callback has run, and closes the uv loop. Owners that outlive it find
+    /// their handles closed. Returns true when uv_loop_close() succeeded and every handle was
+    /// closed by its owner; false when a handle no HandleOwner owns (raw uv code outside
+    /// proxy/core) had to be closed without a callback, or the loop would not close.
+    /// Idempotent; the destructor calls it.
     bool close_all();
+    /// HandleOwner objects alive on this loop. After close_all() only owners whose public
+    /// object is still alive remain (tests assert 0: no orphan was leaked).
+    std::size_t handle_owners() const noexcept { return owner_count_; }
 
   private:
+    friend class HandleOwner;
+    /// close_handles() on every linked owner, including owners linked by earlier ones' calls.
+    void close_owned_handles() noexcept;
+
     uv_loop_s* loop_;
     uv_check_s* check_;
     uv_idle_s* idle_;
+    HandleOwner* owners_ = nullptr; ///< intrusive list of live owners (no allocation per owner)
+    std::size_t owner_count_ = 0;
     std::vector<std::unique_ptr<DeferredDeletable>> deferred_;
     BufferPool buffers_;
     bool services_closed_ = false;

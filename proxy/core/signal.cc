@@ -20,7 +20,7 @@ void signal_closed_cb(uv_handle_t* handle) noexcept {
 } // namespace
 
 SignalWatcher::SignalWatcher(Loop& loop, int signum, std::function<void()> on_signal)
-    : signal_(new uv_signal_t), on_signal_(std::move(on_signal)) {
+    : HandleOwner(loop), signal_(new uv_signal_t), on_signal_(std::move(on_signal)) {
     uv_signal_init(loop.raw(), signal_);
     signal_->data = this;
     uv_signal_start(signal_, signal_cb, signum);
@@ -28,8 +28,16 @@ SignalWatcher::SignalWatcher(Loop& loop, int signum, std::function<void()> on_si
 }
 
 SignalWatcher::~SignalWatcher() {
+    close_handles();
+}
+
+void SignalWatcher::close_handles() noexcept {
+    if (signal_ == nullptr) {
+        return;
+    }
     signal_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(signal_), signal_closed_cb);
+    signal_ = nullptr;
 }
 
 void SignalWatcher::fire() {

@@ -13,8 +13,8 @@ struct uv_signal_s;
 namespace proxy::core {
 
 /// Calls `on_signal` on the loop each time `signum` arrives. Unreferenced: it does not keep the
-/// loop alive by itself. Destroying it stops watching.
-class SignalWatcher {
+/// loop alive by itself. Destroying it, or Loop::close_all(), stops watching.
+class SignalWatcher : private HandleOwner {
   public:
     SignalWatcher(Loop& loop, int signum, std::function<void()> on_signal);
     ~SignalWatcher();
@@ -25,7 +25,9 @@ class SignalWatcher {
     void fire();
 
   private:
-    uv_signal_s* signal_;
+    void close_handles() noexcept override;
+
+    uv_signal_s* signal_;  ///< null once closed
     std::function<void()> on_signal_;
 };
 

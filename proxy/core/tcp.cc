@@ -14,8 +14,9 @@ constexpr std::uint64_t kFlushDeadlineMs = 5000;
 } // namespace
 
 /// All state lives here so that a Flush close can continue after the TcpStream is destroyed:
-/// the Impl deletes itself in the handle's close callback.
-struct TcpStream::Impl {
+/// the Impl deletes itself in the handle's close callback. As a HandleOwner it lets
+/// Loop::close_all() abort such a close at shutdown.
+struct TcpStream::Impl final : HandleOwner {
     uv_tcp_t tcp{};
     uv_timer_t* flush_timer = nullptr;  ///< only during a Flush close (saves idle memory)
     Loop& loop;
@@ -38,17 +39,22 @@ struct TcpStream::Impl {
     bool owner_gone = false;
     int handles_open = 1;
 
-    explicit Impl(Loop& l) : loop(l) {
+    explicit Impl(Loop& l) : HandleOwner(l), loop(l) {
         uv_tcp_init(loop.raw(), &tcp);
         tcp.data = this;
     }
+    ~Impl() override = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+
+    void close_handles() noexcept override { close_handle(); }
 
     void update_reading() noexcept;
     void flush_queue();
     void on_written(std::size_t bytes);
     void maybe_finish_flush();
     void start_shutdown();
-    void close_handle();
+    void close_handle() noexcept;
     bool try_write_now(std::span<const std::span<const std::byte>> pieces);
 };
 
@@ -299,7 +305,7 @@ void TcpStream::Impl::maybe_finish_flush() {
     // A flushing close now waits for the peer's FIN (read_cb) or the flush deadline.
 }
 
-void TcpStream::Impl::close_handle() {
+void TcpStream::Impl::close_handle() noexcept {
     if (handle_closing) {
         return;
     }
@@ -509,7 +515,7 @@ void connection_cb(uv_stream_t* server, int status) noexcept {
 
 } // namespace
 
-TcpListener::TcpListener(Loop& loop) : loop_(loop), tcp_(new uv_tcp_t) {
+TcpListener::TcpListener(Loop& loop) : HandleOwner(loop), loop_(loop), tcp_(new uv_tcp_t) {
     uv_tcp_init(loop_.raw(), tcp_);
     tcp_->data = this;
 }
@@ -520,6 +526,9 @@ TcpListener::~TcpListener() {
 
 Result<void> TcpListener::listen(const std::string& host, std::uint16_t port,
                                  std::function<void(std::unique_ptr<TcpStream>)> on_accept) {
+    if (tcp_ == nullptr) {
+        return fail(Code::Io, Side::Internal, "listener closed");
+    }
     sockaddr_storage addr{};
     if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
         uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
@@ -540,7 +549,7 @@ Result<void> TcpListener::listen(const std::string& host, std::uint16_t port,
 std::string TcpListener::local_address() const {
     sockaddr_storage addr{};
     int len = sizeof(addr);
-    if (uv_tcp_getsockname(tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (tcp_ == nullptr || uv_tcp_getsockname(tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
         return "";
     }
     return format_address(&addr);
@@ -549,7 +558,7 @@ std::string TcpListener::local_address() const {
 std::uint16_t TcpListener::local_port() const {
     sockaddr_storage addr{};
     int len = sizeof(addr);
-    if (uv_tcp_getsockname(tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (tcp_ == nullptr || uv_tcp_getsockname(tcp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
         return 0;
     }
     if (addr.ss_family == AF_INET6) {
@@ -559,16 +568,20 @@ std::uint16_t TcpListener::local_port() const {
 }
 
 void TcpListener::close() {
-    if (closed_) {
+    close_handles();
+}
+
+void TcpListener::close_handles() noexcept {
+    if (tcp_ == nullptr) {
         return;
     }
-    closed_ = true;
     tcp_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(tcp_), listener_closed_cb);
+    tcp_ = nullptr;
 }
 
 void TcpListener::on_connection_cb(int status) {
-    if (status < 0) {
+    if (status < 0 || tcp_ == nullptr) {
         return;
     }
     auto stream = std::make_unique<TcpStream>(loop_);

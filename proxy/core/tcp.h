@@ -5,7 +5,8 @@
 // close() and the destructor are idempotent; after them no handler callback fires, so the
 // owner may be destroyed right after calling close(). Handler callbacks are never invoked
 // synchronously from within a call made by the owner (write, start_read, connect...), except
-// where documented.
+// where documented. Loop::close_all() closes what is still open (a Flush close still draining
+// is aborted); streams and listeners that outlive it behave as closed.
 
 #include <cstddef>
 #include <cstdint>
@@ -124,7 +125,7 @@ class TcpStream {
 };
 
 /// Accepts connections on host:port. `on_accept` is called with a new connected stream.
-class TcpListener {
+class TcpListener : private HandleOwner {
   public:
     explicit TcpListener(Loop& loop);
     ~TcpListener();
@@ -134,9 +135,9 @@ class TcpListener {
     /// Binds and listens (SO_REUSEADDR, backlog 1024). Fails with Code::Io and the uv error.
     Result<void> listen(const std::string& host, std::uint16_t port,
                         std::function<void(std::unique_ptr<TcpStream>)> on_accept);
-    /// The bound "ip:port" (port chosen by the OS when 0 was asked).
+    /// The bound "ip:port" (port chosen by the OS when 0 was asked); "" once closed.
     std::string local_address() const;
-    /// The bound port.
+    /// The bound port; 0 once closed.
     std::uint16_t local_port() const;
     /// Stops accepting and closes the socket. Idempotent.
     void close();
@@ -145,10 +146,11 @@ class TcpListener {
     void on_connection_cb(int status);
 
   private:
+    void close_handles() noexcept override;
+
     Loop& loop_;
-    uv_tcp_s* tcp_;
+    uv_tcp_s* tcp_;  ///< null once closed (the handle is freed in its close callback)
     std::function<void(std::unique_ptr<TcpStream>)> on_accept_;
-    bool closed_ = false;
 };
 
 /// Formats a sockaddr-like peer for logs; helper shared by streams and listeners.

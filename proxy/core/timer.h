@@ -12,8 +12,9 @@ struct uv_timer_s;
 namespace proxy::core {
 
 /// A timer owned by one object. The callback runs on the loop, never synchronously from
-/// start(). Destroying the Timer cancels it.
-class Timer {
+/// start(). Destroying the Timer cancels it. After Loop::close_all() the timer is closed:
+/// start() does nothing and active() is false.
+class Timer : private HandleOwner {
   public:
     Timer(Loop& loop, std::function<void()> on_fire);
     ~Timer();
@@ -33,7 +34,9 @@ class Timer {
     void fire();
 
   private:
-    uv_timer_s* timer_;
+    void close_handles() noexcept override;
+
+    uv_timer_s* timer_;  ///< null once closed
     std::function<void()> on_fire_;
 };
 
