@@ -10,7 +10,7 @@
 # Prints the executions per target and fails if any target crashed, leaked, timed out or ran
 # out of memory; the input that did it is in build-fuzz/fuzz-runs/<target>/ (crash-*, leak-*,
 # timeout-*, oom-*) and the log beside it. tests/fuzz/README.md says how to add it to the
-# corpus.
+# corpus. scripts/test.sh (CI) runs it as its last step (FUZZ_SECONDS, FUZZ_JOBS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
