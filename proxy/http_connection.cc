@@ -127,6 +127,7 @@ void HttpConnection::next_request() {
 HttpConnection::Next HttpConnection::handle_request(std::string_view rest) {
     header_timer_.stop();
     body_clock_ = false;
+    session_request_ = false;
     ++requests_;
     http::Request& request = parser_.request();
     const bool upgrade = ws::wants_websocket(request) || request.upgrade;
@@ -205,7 +206,9 @@ void HttpConnection::respond_error(unsigned status, std::string_view code,
                {"reason", reason}});
     context_.metrics().inc(
         "wsbridge_rejections_total",
-        {{"transport", ws::wants_websocket(request) ? "websocket" : "http"},
+        {{"transport", ws::wants_websocket(request) ? "websocket"
+                       : session_request_          ? "session"
+                                                   : "http"},
          {"reason", code},
          {"status", std::to_string(status)}});
     if (close) {

@@ -107,6 +107,7 @@ class HttpConnection final : public Closable,
     unsigned requests_ = 0;
     bool ended_ = false;
     bool body_clock_ = false;          ///< header_timer_ runs message_timeout for a body
+    bool session_request_ = false;     ///< the request went to the session endpoints
 };
 
 } // namespace proxy

@@ -115,18 +115,17 @@ void Session::on_backend_open(std::string_view protocol, const http::Response& /
 
 void Session::on_backend_failed(const Error& error, unsigned status,
                                 const http::Response* /*response*/) {
+    // A backend 4xx/5xx (an auth failure, say) reaches the client; other statuses (200, 3xx)
+    // and 426 (which would blame the client's HTTP version) are a bad gateway (SPEC §5: 502).
     unsigned answer = 502;
-    if (error.code == Code::BackendRejected && status >= 200 && status != 101) {
+    if (error.code == Code::BackendRejected && status >= 400 && status <= 599 && status != 426) {
         answer = status;
     } else if (error.code == Code::BackendTimeout) {
         answer = 504;
     }
     SessionOpener* opener = opener_;
     opener_ = nullptr;
-    context_.metrics().inc("wsbridge_rejections_total",
-                           {{"transport", "session"},
-                            {"reason", core::to_string(error.code)},
-                            {"status", std::to_string(answer)}});
+    // The opener's answer counts the rejection (wsbridge_rejections_total).
     core::log_limited(LogLevel::Warn, "session_rejected",
               {{"session", id_},
                {"route", route_.route->path},
@@ -338,11 +337,9 @@ SendOutcome Session::send(std::uint64_t first_seq, std::vector<ClientMessage>& m
     // A batch larger than the burst costs a full bucket, so it can always go through once.
     const std::uint64_t cost = std::min<std::uint64_t>(fresh, limits_.rate.burst);
     if (cost > 0 && !rate_.take(now, cost)) {
-        out.kind = SendOutcome::Kind::Busy;
+        out.kind = SendOutcome::Kind::RateLimited;
         out.expected_seq = next_client_seq_;
         out.retry_after_s = (rate_.wait_ms(now) + 999) / 1000;
-        context_.metrics().inc("wsbridge_rejections_total",
-                               {{"transport", "session"}, {"reason", "rate"}, {"status", "429"}});
         return out;
     }
     std::uint64_t seq = first_seq;

@@ -50,8 +50,9 @@ struct ClientMessage {
 
 /// What became of a POST.
 struct SendOutcome {
-    enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, Busy } kind = Kind::Accepted;
-    std::uint64_t retry_after_s = 1;  ///< for Busy: when to retry (rate or backend queue)
+    enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, Busy, RateLimited } kind =
+        Kind::Accepted;
+    std::uint64_t retry_after_s = 1;  ///< for Busy / RateLimited: when to retry
     std::uint64_t expected_seq = 0;  ///< next seq the session expects (after this POST)
     std::uint64_t forwarded = 0;     ///< messages forwarded now (duplicates excluded)
 };

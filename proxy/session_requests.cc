@@ -81,6 +81,7 @@ std::string HttpConnection::session_url(std::string_view id) const {
 }
 
 HttpConnection::Next HttpConnection::handle_session_request(const RouteRuntime& route) {
+    session_request_ = true;  // rejections from here on count as transport="session"
     const http::Request& request = parser_.request();
     const config::Route& r = *route.route;
     const bool close = !request.keep_alive;
@@ -431,6 +432,9 @@ HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
         return reject(404, "session_closed", "The session's backend connection is closed.");
     case SendOutcome::Kind::Busy:
         return reject(429, "busy", "The backend is not keeping up; retry later.",
+                      {{"Retry-After", std::to_string(out.retry_after_s)}});
+    case SendOutcome::Kind::RateLimited:
+        return reject(429, "rate_limited", "Over the route's message rate; retry later.",
                       {{"Retry-After", std::to_string(out.retry_after_s)}});
     case SendOutcome::Kind::Accepted:
         break;

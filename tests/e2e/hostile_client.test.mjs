@@ -624,7 +624,7 @@ describe('hostile clients', { skip }, () => {
           const res = await get(`/lp?session=${id}&ack=${ack}`);
           assert.equal(res.status, 400, `ack=${ack}: ${res.body}`);
           assert.equal(json(res).error, 'bad_request');
-          assert.equal(await metricDelta(adminPort, before, REJECTIONS, { transport: 'http', reason: 'bad_request', status: 400 }), 1);
+          assert.equal(await metricDelta(adminPort, before, REJECTIONS, { transport: 'session', reason: 'bad_request', status: 400 }), 1);
         }
       }
       await healthy();
@@ -638,7 +638,7 @@ describe('hostile clients', { skip }, () => {
             : await del(`/lp?session=${id}`);
           assert.equal(res.status, 404, `${method} ${what}: ${res.body.slice(0, 200)}`);
           assert.equal(json(res).error, 'unknown_session', `${method} ${what}`);
-          assert.equal(await metricDelta(adminPort, before, REJECTIONS, { transport: 'http', reason: 'unknown_session', status: 404 }), 1, `${method} ${what}`);
+          assert.equal(await metricDelta(adminPort, before, REJECTIONS, { transport: 'session', reason: 'unknown_session', status: 404 }), 1, `${method} ${what}`);
         }
       }
       await healthy();
@@ -719,7 +719,7 @@ describe('hostile clients', { skip }, () => {
         { headers: { 'Content-Type': 'application/json' }, body: '['.repeat(100000) });
       assert.equal(res.status, 400, res.body.slice(0, 200));
       assert.equal(json(res).error, 'bad_request');
-      assert.equal(await metricDelta(adminPort, before, REJECTIONS, { transport: 'http', reason: 'bad_request', status: 400 }), 1);
+      assert.equal(await metricDelta(adminPort, before, REJECTIONS, { transport: 'session', reason: 'bad_request', status: 400 }), 1);
       await healthy();
     });
 

@@ -637,7 +637,7 @@ describe('hostile clients and backends (main proxy)', { skip }, () => {
       const ra = Number(r.headers['retry-after']);
       assert.ok(Number.isInteger(ra) && ra >= 1 && ra <= 10, `Retry-After ${r.headers['retry-after']} within the rate's 10 s`);
     }
-    const n = await counterGrowth(proxy, before, 'wsbridge_rejections_total', { transport: 'session', reason: 'rate', status: '429' }, 61);
+    const n = await counterGrowth(proxy, before, 'wsbridge_rejections_total', { transport: 'session', reason: 'rate_limited', status: '429' }, 61);
     assert.equal(n, 61, 'every rate-limited POST counted');
     await request(proxy.port, 'DELETE', send);
     await assertHealthy(proxy, 'after the POST flood');
