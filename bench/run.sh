@@ -7,10 +7,14 @@
 #   CPU_LOADGEN=0 CPU_PROXY=1 CPU_BACKEND=1 bench/run.sh   # taskset layout (cpu lists)
 #   SKIP_BUILD=1 bench/run.sh         # reuse build-bench/ binaries as they are
 #   NICE=-10 bench/run.sh             # run the three processes at a higher priority
+#   REFERENCES=nginx bench/run.sh     # same-run references: "nginx haproxy" (default: those
+#   REFERENCES= bench/run.sh          # installed), "" skips them; a named one is installed
 #
-# Steps: (a) echo direct to the backend, (b) echo through the proxy, (c) direct, (d) proxy
-# (interleaved to cancel drift), then (e) memory per idle connection on a fresh proxy.
-# Results: a table on stdout and build-bench/bench-results/latest.json (never committed).
+# Steps: echo direct to the backend, through the proxy, then through each reference proxy
+# (nginx, HAProxy) in front of the same backend, all twice and interleaved (direct, proxy,
+# nginx, haproxy, direct, proxy, nginx, haproxy) to cancel drift; then memory per idle
+# connection on a fresh proxy. Results: a table on stdout and
+# build-bench/bench-results/latest.json (never committed).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,10 +34,17 @@ WAIT_QUIET=${WAIT_QUIET:-60} # seconds to wait for a quiet machine before each e
 NOISE_PCT=${NOISE_PCT:-10}   # "quiet": other processes use at most this % of all CPUs
 RETRIES=${RETRIES:-2}        # repeat an echo run disturbed by other processes
 NICE=${NICE:-} # e.g. -10 (root only): favour the three measured processes on a busy machine
+PRIME=${PRIME:-3s} # unrecorded priming run per path before the recorded ones
+# Reference proxies run in the same session, as the yardstick for the proxy's ratios. Unset:
+# every one that is installed. Named explicitly: a missing one is installed (root) or skipped.
+REFERENCES_ASKED=${REFERENCES+yes}
+REFERENCES=${REFERENCES-nginx haproxy}
 
 BACKEND_PID=
 PROXY_PID=
 LOADGEN_PID=
+declare -A REF_PID=() REF_PORT=() REF_BIN=() REF_VERSION=() REF_CONF=()
+REFS=() # the references in use, in run order
 
 log() { printf '%s\n' "run.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -53,8 +64,12 @@ stop_pid() {
 }
 
 cleanup() {
+    local name
     stop_pid "$LOADGEN_PID"
     stop_pid "$PROXY_PID"
+    for name in "${!REF_PID[@]}"; do
+        stop_pid "${REF_PID[$name]}"
+    done
     stop_pid "$BACKEND_PID"
 }
 trap cleanup EXIT
@@ -126,7 +141,73 @@ if [[ ! -d $ROOT/node_modules/ws ]]; then
     (cd "$ROOT" && npm ci --no-audit --no-fund >/dev/null)
 fi
 mkdir -p "$OUT"
-rm -f "$OUT"/runs.jsonl "$OUT"/*.log
+rm -rf "$OUT"/runs.jsonl "$OUT"/references.jsonl "$OUT"/*.log "$OUT"/nginx "$OUT"/haproxy
+
+# --- reference proxies: which ones -------------------------------------------------------
+# nginx and HAProxy, each as the current user with its own config in $OUT, in front of the
+# same backend; never their system services or system config.
+find_bin() { command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; }; }
+
+# Records a reference that will not run (reason: no double quotes) for the report.
+skip_reference() {
+    log "reference $1: $2; skipped"
+    printf '{"name":"%s","skipped":"%s"}\n' "$1" "$2" >>"$OUT/references.jsonl"
+}
+
+# install_package PKG: Debian's package, as root only. If the install starts the package's
+# system service (a process named PKG that was not running before), stops it again with
+# `service PKG stop`: the benchmark never uses it.
+install_package() {
+    local pkg=$1 before pid
+    if ((EUID != 0)); then
+        log "reference $pkg: not installed, and installing it needs root. Run:"
+        log "  sudo apt-get install -y $pkg"
+        INSTALL_WHY="not installed; installing it needs root: sudo apt-get install -y $pkg"
+        return 1
+    fi
+    before=" $(pgrep -x "$pkg" | tr '\n' ' ' || true) "
+    log "reference $pkg: installing Debian's $pkg package (log: $OUT/apt-$pkg.log)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y "$pkg" >"$OUT/apt-$pkg.log" 2>&1; then
+        { apt-get update && apt-get install -y "$pkg"; } >>"$OUT/apt-$pkg.log" 2>&1 || {
+            log "reference $pkg: apt-get install -y $pkg failed; see $OUT/apt-$pkg.log"
+            INSTALL_WHY="not installed; apt-get install -y $pkg failed (see $OUT/apt-$pkg.log)"
+            return 1
+        }
+    fi
+    for pid in $(pgrep -x "$pkg"); do
+        if [[ $before != *" $pid "* ]]; then
+            log "reference $pkg: the install started the system $pkg service (pid $pid);" \
+                "stopping it: service $pkg stop"
+            service "$pkg" stop >>"$OUT/apt-$pkg.log" 2>&1 ||
+                log "warning: service $pkg stop failed; the system $pkg is not used here"
+            break
+        fi
+    done
+}
+
+for name in $REFERENCES; do
+    case $name in
+    nginx | haproxy) ;;
+    *) die "REFERENCES: unknown reference '$name' (known: nginx haproxy)" ;;
+    esac
+    [[ -z ${REF_BIN[$name]:-} ]] || continue # named twice
+    bin=$(find_bin "$name") || bin=
+    if [[ -z $bin && -n $REFERENCES_ASKED ]]; then
+        INSTALL_WHY="not installed; the $name package installed no $name binary"
+        install_package "$name" && bin=$(find_bin "$name") || bin=
+        [[ -n $bin ]] || { skip_reference "$name" "$INSTALL_WHY"; continue; }
+    elif [[ -z $bin ]]; then
+        skip_reference "$name" "not installed (REFERENCES=$name bench/run.sh installs it)"
+        continue
+    fi
+    REF_BIN[$name]=$bin
+    case $name in
+    nginx) REF_VERSION[$name]=$("$bin" -v 2>&1 | sed -n 's|^nginx version: nginx/||p') ;;
+    haproxy) REF_VERSION[$name]=$("$bin" -v 2>&1 | awk 'NR == 1 { print $3 }') ;;
+    esac
+    REFS+=("$name")
+done
 
 # --- machine -----------------------------------------------------------------------------
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -137,6 +218,9 @@ VERSIONS=$(printf 'wsbridge=%s node=%s ws=%s libuv=%s openssl="%s" cxx="%s"' \
     "$(node -p "require('$ROOT/node_modules/ws/package.json').version")" \
     "$(pkg-config --modversion libuv)" "$(openssl version | cut -d' ' -f1-2)" \
     "$(c++ --version | head -1)")
+for name in "${REFS[@]}"; do
+    VERSIONS+=" $name=${REF_VERSION[$name]}"
+done
 LAYOUT="loadgen=${CPU_LOADGEN:-any} proxy=${CPU_PROXY:-any} backend=${CPU_BACKEND:-any}"
 LAYOUT+=" nice=${NICE:-0}"
 echo "machine:  $MACHINE"
@@ -199,6 +283,149 @@ check_proxy_alive() {
     die "proxy died (exit $rc) during $1; last log lines: $(tail -n 5 "$OUT"/proxy-*.log)"
 }
 
+# --- reference proxies -------------------------------------------------------------------
+# A free loopback port: bound by the OS (port 0), then released for nginx/HAProxy to take.
+free_port() {
+    node -e "const s = require('node:net').createServer();
+        s.listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); });"
+}
+
+# True when PID holds the listening socket on 127.0.0.1:PORT (and not some other process).
+owns_listener() {
+    local pid=$1 port=$2 inode fd
+    inode=$(awk -v a="$(printf '0100007F:%04X' "$port")" \
+        '$2 == a && $4 == "0A" { print $10; exit }' /proc/net/tcp)
+    [[ -n $inode ]] || return 1
+    for fd in "/proc/$pid/fd"/*; do
+        [[ $(readlink "$fd" 2>/dev/null) == "socket:[$inode]" ]] && return 0
+    done
+    return 1
+}
+
+# Connection capacity for the references: both legs of every connection, with headroom.
+REF_MAXCONN=$((CONNECTIONS * 2 + 64 > 1024 ? CONNECTIONS * 2 + 64 : 1024))
+
+# Minimal WebSocket proxying, buffering off, like wsbridge: one event loop (master_process
+# off: the process runs the worker loop itself, so one PID to pin, account and stop).
+write_nginx_config() {
+    local dir=$1 port=$2
+    mkdir -p "$dir/tmp"
+    REF_CONF[nginx]=$dir/nginx.conf
+    cat >"$dir/nginx.conf" <<EOF
+# Generated by bench/run.sh: nginx as a same-run reference WebSocket proxy.
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections $REF_MAXCONN;
+}
+http {
+    access_log off;
+    tcp_nodelay on;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        location /echo {
+            proxy_pass http://127.0.0.1:$BACKEND_PORT;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_buffering off;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+}
+EOF
+}
+
+# HTTP mode (HAProxy checks the handshake, then tunnels both ways after the 101), one
+# thread, no logging.
+write_haproxy_config() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    REF_CONF[haproxy]=$dir/haproxy.cfg
+    cat >"$dir/haproxy.cfg" <<EOF
+# Generated by bench/run.sh: HAProxy as a same-run reference WebSocket proxy.
+global
+    nbthread 1
+    maxconn $REF_MAXCONN
+defaults
+    mode http
+    maxconn $REF_MAXCONN
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+frontend bench
+    bind 127.0.0.1:$port
+    default_backend node
+backend node
+    server node 127.0.0.1:$BACKEND_PORT
+EOF
+}
+
+# start_reference NAME: on a free port, pinned like the proxy (CPU_PROXY, NICE), in the
+# foreground as our child. Retries with another port when the chosen one was taken
+# meanwhile. Sets REF_PID[NAME] and REF_PORT[NAME]; fails (after logging why) otherwise.
+start_reference() {
+    local name=$1 dir=$OUT/$1 bin=${REF_BIN[$1]} attempt port pid rc
+    for attempt in 1 2 3; do
+        port=$(free_port) || die "free_port failed"
+        "write_${name}_config" "$dir" "$port"
+        rm -f "$dir"/*.log
+        case $name in
+        nginx)
+            "${PIN_PROXY[@]}" "$bin" -p "$dir/" -c "${REF_CONF[nginx]}" -e "$dir/error.log" \
+                >"$dir/stdout.log" 2>&1 &
+            ;;
+        haproxy)
+            "${PIN_PROXY[@]}" "$bin" -db -f "${REF_CONF[haproxy]}" >"$dir/stdout.log" 2>&1 &
+            ;;
+        esac
+        pid=$!
+        REF_PID[$name]=$pid
+        for _ in $(seq 150); do
+            if owns_listener "$pid" "$port"; then
+                REF_PORT[$name]=$port
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            rc="not listening after 15 s"
+            stop_pid "$pid"
+        else
+            wait "$pid" 2>/dev/null && rc="exit 0" || rc="exit $?"
+        fi
+        unset 'REF_PID[$name]'
+        if cat "$dir"/*.log 2>/dev/null | grep -qiE 'address already in use|cannot bind'; then
+            log "reference $name: port $port was taken meanwhile (attempt $attempt); another one"
+            continue
+        fi
+        break
+    done
+    log "reference $name did not start ($rc); last log lines:"
+    tail -n 5 "$dir"/*.log >&2 2>/dev/null || true
+    return 1
+}
+
+check_reference_alive() {
+    local name=$1 pid=${REF_PID[$1]} rc
+    kill -0 "$pid" 2>/dev/null && return 0
+    wait "$pid" && rc=0 || rc=$?
+    unset 'REF_PID[$name]'
+    die "reference $name died (exit $rc) during $2; last log lines:" \
+        "$(tail -n 5 "$OUT/$name"/*.log)"
+}
+
 # --- echo runs ---------------------------------------------------------------------------
 # CPU accounting, to tell a noisy run from a slow proxy: `other_cpu_pct` is the share of all
 # CPU time during a run spent by processes other than loadgen, proxy and backend.
@@ -223,29 +450,45 @@ wait_quiet() {
     done
 }
 
-# run_echo TAG PORT: one loadgen echo run; appends {"run":TAG,...} to runs.jsonl. A run during
-# which other processes took more than NOISE_PCT % of the CPU is repeated (RETRIES times).
+# Summed CPU jiffies of several processes.
+ticks_of() {
+    local pid sum=0
+    for pid in "$@"; do
+        sum=$((sum + $(proc_ticks "$pid")))
+    done
+    echo "$sum"
+}
+
+# run_echo TAG PORT [PID]: one loadgen echo run, through the proxy PID (wsbridge or a
+# reference; none for direct); appends {"run":TAG,...} to runs.jsonl. A run during which
+# other processes took more than NOISE_PCT % of the CPU is repeated (RETRIES times). The
+# proxies not under test sit idle; their CPU time counts as ours, not as `other`.
 run_echo() {
-    local tag=$1 port=$2 json rc cpu0 cpu1 be0 be1 px0 px1 lg other attempt cores
+    local tag=$1 port=$2 json rc cpu0 cpu1 be0 be1 px0 px1 all0 all1 lg other attempt cores
+    local proxies=("$PROXY_PID" "${REF_PID[@]}") under=("${@:3}")
+    # Direct: the `proxy` CPU column is what all the idle proxies used (about 0).
+    ((${#under[@]})) || under=("${proxies[@]}")
     for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
         wait_quiet
         rc=0
         lg=0
         cpu0=$(stat_cpu)
         be0=$(proc_ticks "$BACKEND_PID")
-        px0=$(proc_ticks "$PROXY_PID")
+        px0=$(ticks_of "${under[@]}")
+        all0=$(ticks_of "${proxies[@]}")
         json=$("${TIME_CMD[@]}" "${PIN_LOADGEN[@]}" "$LOADGEN" echo \
             --url "ws://127.0.0.1:$port/echo" --connections "$CONNECTIONS" --size "$SIZE" \
             --pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" \
             2>>"$OUT/loadgen.log") || rc=$?
         be1=$(proc_ticks "$BACKEND_PID")
-        px1=$(proc_ticks "$PROXY_PID")
+        px1=$(ticks_of "${under[@]}")
+        all1=$(ticks_of "${proxies[@]}")
         cpu1=$(stat_cpu)
         [[ $json == \{* ]] || die "loadgen $tag failed (exit $rc): $(tail -n 5 "$OUT/loadgen.log")"
         if [[ ${#TIME_CMD[@]} -gt 0 ]]; then
             lg=$(awk -v t="$TICKS" '{ printf "%d", ($1 + $2) * t }' "$OUT/loadgen.time")
         fi
-        other=$(busy_pct "$cpu0" "$cpu1" $((be1 - be0 + px1 - px0 + lg)))
+        other=$(busy_pct "$cpu0" "$cpu1" $((be1 - be0 + all1 - all0 + lg)))
         # Each process's CPU use in % of one core over the run (warm-up and closing included).
         cores=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$(nproc)" -v be=$((be1 - be0)) \
             -v px=$((px1 - px0)) -v lg="$lg" 'BEGIN {
@@ -267,24 +510,44 @@ start_backend
 write_config
 start_proxy echo
 log "backend on $BACKEND_PORT, proxy on $PROXY_PORT (pid $PROXY_PID)"
+started=()
+for name in "${REFS[@]}"; do
+    if start_reference "$name"; then
+        started+=("$name")
+        log "reference $name on ${REF_PORT[$name]} (pid ${REF_PID[$name]}, ${REF_CONF[$name]})"
+        printf '{"name":"%s","version":"%s","config":"%s","port":%s}\n' "$name" \
+            "${REF_VERSION[$name]}" "${REF_CONF[$name]}" "${REF_PORT[$name]}" \
+            >>"$OUT/references.jsonl"
+    else
+        skip_reference "$name" "did not start (logs in $OUT/$name)"
+    fi
+done
+REFS=("${started[@]}")
 
-# Prime both paths first (unrecorded): a fresh Node backend is still optimising its hot code
+# Prime every path first (unrecorded): a fresh Node backend is still optimising its hot code
 # and growing its heap, which otherwise makes direct-1 the slowest run.
-for port in "$BACKEND_PORT" "$PROXY_PORT"; do
+for port in "$BACKEND_PORT" "$PROXY_PORT" "${REF_PORT[@]}"; do
     "${PIN_LOADGEN[@]}" "$LOADGEN" echo --url "ws://127.0.0.1:$port/echo" \
-        --connections "$CONNECTIONS" --size "$SIZE" --pipeline "$PIPELINE" --duration 3s \
+        --connections "$CONNECTIONS" --size "$SIZE" --pipeline "$PIPELINE" --duration "$PRIME" \
         --warmup 0 >/dev/null 2>>"$OUT/loadgen.log" || die "priming run on port $port failed"
 done
 
-run_echo direct-1 "$BACKEND_PORT"
-run_echo proxy-1 "$PROXY_PORT"
-check_proxy_alive "proxy-1"
-run_echo direct-2 "$BACKEND_PORT"
-run_echo proxy-2 "$PROXY_PORT"
-check_proxy_alive "proxy-2"
+for round in 1 2; do
+    run_echo "direct-$round" "$BACKEND_PORT"
+    run_echo "proxy-$round" "$PROXY_PORT" "$PROXY_PID"
+    check_proxy_alive "proxy-$round"
+    for name in "${REFS[@]}"; do
+        run_echo "$name-$round" "${REF_PORT[$name]}" "${REF_PID[$name]}"
+        check_reference_alive "$name" "$name-$round"
+    done
+done
 ECHO_HWM_KIB=$(kib_field VmHWM "/proc/$PROXY_PID/status")
 stop_pid "$PROXY_PID"
 PROXY_PID=
+for name in "${REFS[@]}"; do
+    stop_pid "${REF_PID[$name]}"
+    unset 'REF_PID[$name]'
+done
 
 # --- idle memory -------------------------------------------------------------------------
 # A fresh proxy, so that the baseline holds no memory left over from the echo runs. Round 1
@@ -336,17 +599,35 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE=$MACHINE VERSIONS=$VERSIONS LAYOUT=$LAYOUT WARNINGS=$WARNINGS ECHO_HWM_KIB=$ECHO_HWM_KIB \
     IDLE_HWM_KIB=$IDLE_HWM_KIB LOAD_BEFORE=$LOAD_BEFORE LOAD_AFTER=$LOAD_AFTER \
     BUSY_BEFORE=$BUSY_BEFORE \
-    node - "$OUT/runs.jsonl" "$OUT/latest.json" <<'EOF'
+    node - "$OUT/runs.jsonl" "$OUT/latest.json" "$OUT/references.jsonl" <<'EOF'
 const fs = require('node:fs');
-const [runsPath, outPath] = process.argv.slice(2);
-const runs = fs.readFileSync(runsPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const [runsPath, outPath, refsPath] = process.argv.slice(2);
+const jsonl = (p) => (fs.existsSync(p) ? fs.readFileSync(p, 'utf8').trim().split('\n') : [])
+  .filter(Boolean).map((l) => JSON.parse(l));
+const runs = jsonl(runsPath);
 const echo = runs.filter((r) => r.mode === 'echo');
 const idle = runs.find((r) => r.run === 'idle-1');
 const idle2 = runs.find((r) => r.run === 'idle-2');
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const side = (prefix, key) => mean(echo.filter((r) => r.run.startsWith(prefix)).map((r) => r[key]));
-const ratio = (key) => side('proxy', key) / side('direct', key);
-const ratios = { msgs_per_sec: ratio('msgs_per_sec'), p50: ratio('p50_us'), p99: ratio('p99_us') };
+// A run's path is its tag without the round: direct, proxy, nginx, haproxy.
+const pathOf = (r) => r.run.replace(/-\d+$/, '');
+const side = (path, key) => mean(echo.filter((r) => pathOf(r) === path).map((r) => r[key]));
+const ratioOf = (a, b) => ({
+  msgs_per_sec: side(a, 'msgs_per_sec') / side(b, 'msgs_per_sec'),
+  p50: side(a, 'p50_us') / side(b, 'p50_us'), p99: side(a, 'p99_us') / side(b, 'p99_us'),
+});
+const ratios = ratioOf('proxy', 'direct');
+// Same-run references: each one's ratios against direct, and the proxy's against it.
+const references = {};
+const skipped = {};
+for (const ref of jsonl(refsPath)) {
+  if (ref.skipped) {
+    skipped[ref.name] = ref.skipped;
+  } else if (echo.some((r) => pathOf(r) === ref.name)) {
+    references[ref.name] = { ...ref, ratios: ratioOf(ref.name, 'direct'),
+      proxy_vs_reference: ratioOf('proxy', ref.name) };
+  }
+}
 const held = idle ? idle.loadgen.held || 1 : 0;
 const memory = idle ? {
   connections: held,
@@ -367,8 +648,14 @@ for (const r of echo) {
     `  ${r.cpu_pct.loadgen}/${r.cpu_pct.proxy}/${r.cpu_pct.backend}`);
 }
 lines.push('');
-lines.push(`proxy/direct: throughput x${ratios.msgs_per_sec.toFixed(3)}, ` +
-  `p50 x${ratios.p50.toFixed(2)}, p99 x${ratios.p99.toFixed(2)}`);
+const names = Object.keys(references);
+const width = Math.max(13, ...names.map((n) => n.length + 8));
+const ratioLine = (label, r) => lines.push(`${(label + ':').padEnd(width)} throughput ` +
+  `x${r.msgs_per_sec.toFixed(3)}, p50 x${r.p50.toFixed(2)}, p99 x${r.p99.toFixed(2)}`);
+ratioLine('proxy/direct', ratios);
+for (const n of names) ratioLine(`${n}/direct`, references[n].ratios);
+for (const n of names) ratioLine(`proxy/${n}`, references[n].proxy_vs_reference);
+for (const [n, why] of Object.entries(skipped)) lines.push(`reference ${n} skipped: ${why}`);
 if (memory) {
   lines.push(`idle: ${held} of ${idle.loadgen.connections} held (errors ${idle.loadgen.errors}, ` +
     `${idle2.loadgen.errors} in round 2); proxy RSS ${idle.rss_before_kib} -> ` +
@@ -386,7 +673,8 @@ const result = {
   date: new Date().toISOString(), machine: process.env.MACHINE, versions: process.env.VERSIONS,
   pinning: process.env.LAYOUT, cpu_busy_before_pct: Number(process.env.BUSY_BEFORE),
   load_before: process.env.LOAD_BEFORE,
-  load_after: process.env.LOAD_AFTER, echo, ratios, idle_memory: memory,
+  load_after: process.env.LOAD_AFTER, echo, ratios, references, references_skipped: skipped,
+  idle_memory: memory,
   proxy_warn_error_lines: Number(process.env.WARNINGS),
 };
 fs.writeFileSync(outPath, JSON.stringify(result, null, 2) + '\n');
