@@ -1,5 +1,7 @@
 #include "proxy/core/loop.h"
 
+#include "proxy/core/send_batch.h"
+
 #include <cstdlib>
 #include <uv.h>
 
@@ -35,7 +37,16 @@ namespace {
 
 void on_check_cb(uv_check_t* handle) noexcept {
     if (auto* loop = static_cast<Loop*>(handle->data)) {
+        // The I/O phase is over: send what its callbacks wrote, in one system call.
+        loop->flush_sends();
         loop->drain_deferred();
+    }
+}
+
+void on_prepare_cb(uv_prepare_t* handle) noexcept {
+    // About to block: send what timers and close callbacks wrote since the last check.
+    if (auto* loop = static_cast<Loop*>(handle->data)) {
+        loop->flush_sends();
     }
 }
 
@@ -45,7 +56,9 @@ void on_idle_cb(uv_idle_t* /*handle*/) noexcept {
 
 } // namespace
 
-Loop::Loop() : loop_(new uv_loop_t), check_(new uv_check_t), idle_(new uv_idle_t) {
+Loop::Loop()
+    : loop_(new uv_loop_t), check_(new uv_check_t), idle_(new uv_idle_t),
+      prepare_(new uv_prepare_t), send_batch_(SendBatch::create()) {
     if (uv_loop_init(loop_) != 0) {
         std::abort();
     }
@@ -55,6 +68,10 @@ Loop::Loop() : loop_(new uv_loop_t), check_(new uv_check_t), idle_(new uv_idle_t
     uv_unref(reinterpret_cast<uv_handle_t*>(check_));
     uv_idle_init(loop_, idle_);
     idle_->data = this;
+    uv_prepare_init(loop_, prepare_);
+    prepare_->data = this;
+    uv_prepare_start(prepare_, on_prepare_cb);
+    uv_unref(reinterpret_cast<uv_handle_t*>(prepare_));
 }
 
 Loop::~Loop() {
@@ -86,6 +103,12 @@ std::uint64_t Loop::now() const noexcept {
 
 void Loop::update_time() noexcept {
     uv_update_time(loop_);
+}
+
+void Loop::flush_sends() noexcept {
+    if (send_batch_ != nullptr && send_batch_->pending() > 0) {
+        send_batch_->flush();
+    }
 }
 
 void Loop::defer_delete(std::unique_ptr<DeferredDeletable> object) {
@@ -160,6 +183,9 @@ bool Loop::close_all() {
         services_closed_ = true;
         check_->data = nullptr;
         idle_->data = nullptr;
+        prepare_->data = nullptr;
+        uv_close(reinterpret_cast<uv_handle_t*>(prepare_),
+                 [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
         uv_close(reinterpret_cast<uv_handle_t*>(check_),
                  [](uv_handle_t* h) { delete reinterpret_cast<uv_check_t*>(h); });
         uv_close(reinterpret_cast<uv_handle_t*>(idle_),

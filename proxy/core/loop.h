@@ -10,6 +10,7 @@
 struct uv_loop_s;
 struct uv_check_s;
 struct uv_idle_s;
+struct uv_prepare_s;
 
 namespace proxy::core {
 
@@ -21,6 +22,7 @@ class DeferredDeletable {
 };
 
 class Loop;
+class SendBatch;
 
 /// Base of every proxy/core object that owns uv handles (TcpStream's state, TcpListener,
 /// Timer, SignalWatcher). It links itself into its Loop for its whole life, so that
@@ -102,6 +104,13 @@ class Loop {
     /// The read-buffer pool of this loop.
     BufferPool& buffers() noexcept { return buffers_; }
 
+    /// The batched sender (proxy/core/send_batch.h) that TcpStream queues small writes on,
+    /// flushed once after each I/O phase and before the loop blocks; null when io_uring is
+    /// unavailable or WSBRIDGE_IO_URING=0, and streams then write at once.
+    SendBatch* send_batch() noexcept { return send_batch_.get(); }
+    /// Sends what streams queued on the batch now (the loop does it on its own).
+    void flush_sends() noexcept;
+
     /// Shutdown (STYLE §2.10): destroys the deferred objects, asks every HandleOwner still
     /// linked to close its handles (a Flush close still draining is aborted), runs the loop
     /// until every close callback has run, and closes the uv loop. Owners that outlive it find
@@ -122,6 +131,8 @@ class Loop {
     uv_loop_s* loop_;
     uv_check_s* check_;
     uv_idle_s* idle_;
+    uv_prepare_s* prepare_;
+    std::unique_ptr<SendBatch> send_batch_;
     HandleOwner* owners_ = nullptr; ///< intrusive list of live owners (no allocation per owner)
     std::size_t owner_count_ = 0;
     std::vector<std::unique_ptr<DeferredDeletable>> deferred_;

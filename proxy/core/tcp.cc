@@ -1,5 +1,7 @@
 #include "proxy/core/tcp.h"
 
+#include "proxy/core/send_batch.h"
+
 #include <array>
 #include <cstring>
 #include <uv.h>
@@ -11,12 +13,15 @@ namespace {
 constexpr std::size_t kMaxIov = 16;
 /// How long a Flush close may take (drain, FIN, wait for the peer's FIN) before an abort.
 constexpr std::uint64_t kFlushDeadlineMs = 5000;
+/// Writes up to this size wait for the loop's batched send (send_batch.h); bigger ones, and
+/// anything behind bytes the kernel did not take, go out at once as before.
+constexpr std::size_t kBatchMaxBytes = 16 * 1024;
 } // namespace
 
 /// All state lives here so that a Flush close can continue after the TcpStream is destroyed:
 /// the Impl deletes itself in the handle's close callback. As a HandleOwner it lets
 /// Loop::close_all() abort such a close at shutdown.
-struct TcpStream::Impl final : HandleOwner {
+struct TcpStream::Impl final : HandleOwner, BatchedSender {
     uv_tcp_t tcp{};
     uv_timer_t* flush_timer = nullptr;  ///< only during a Flush close (saves idle memory)
     Loop& loop;
@@ -43,11 +48,30 @@ struct TcpStream::Impl final : HandleOwner {
         uv_tcp_init(loop.raw(), &tcp);
         tcp.data = this;
     }
-    ~Impl() override = default;
+    ~Impl() override { unbatch(); }
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
 
     void close_handles() noexcept override { close_handle(); }
+
+    // BatchedSender: while batched, the queue holds exactly one chunk, not yet tried.
+    int batch_fd() const noexcept override {
+        uv_os_fd_t fd = -1;
+        uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp), &fd);
+        return fd;
+    }
+    std::span<const std::byte> batch_bytes() const noexcept override {
+        return std::as_bytes(std::span<const char>(queue.front().data(), queue.front().size()));
+    }
+    void batch_done(int result) noexcept override;
+    /// Takes this stream out of the loop's batch (its bytes stay queued).
+    void unbatch() noexcept {
+        if (SendBatch::queued(this)) {
+            loop.send_batch()->remove(this);
+        }
+    }
+    /// True when a write of `bytes` may wait for the batch.
+    bool can_batch(std::size_t bytes) const noexcept;
 
     void update_reading() noexcept;
     void flush_queue();
@@ -199,6 +223,25 @@ bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> 
     if (total == 0) {
         return true;
     }
+    if (can_batch(total)) {
+        // Small write: queue it for the loop's single send after this I/O phase.
+        if (queue.empty()) {
+            queue.emplace_back();
+            queue.back().reserve(total);
+            loop.send_batch()->add(this);
+        }
+        for (const auto& p : pieces) {
+            queue.back().append(reinterpret_cast<const char*>(p.data()), p.size());
+        }
+        queued_bytes += total;
+        if (!above_high && queued_bytes > high) {
+            above_high = true;
+            if (handler != nullptr) {
+                handler->on_write_high();
+            }
+        }
+        return true;
+    }
     std::size_t written = 0;
     if (queue.empty() && in_flight == nullptr) {
         const int r = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp), bufs.data(),
@@ -241,10 +284,39 @@ bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> 
     return true;
 }
 
+bool TcpStream::Impl::can_batch(std::size_t bytes) const noexcept {
+    SendBatch* batch = loop.send_batch();
+    if (batch == nullptr || !batch->healthy() || in_flight != nullptr || connecting != nullptr ||
+        handle_closing) {
+        return false;
+    }
+    if (queue.empty()) {
+        return bytes <= kBatchMaxBytes && batch_fd() >= 0;
+    }
+    // Already batched: grow the one chunk while it stays small.
+    return SendBatch::queued(this) && queue.size() == 1 &&
+           queue.front().size() + bytes <= kBatchMaxBytes;
+}
+
+void TcpStream::Impl::batch_done(int result) noexcept {
+    const std::size_t sent = result > 0 ? static_cast<std::size_t>(result) : 0;
+    if (sent > 0 && !queue.empty()) {
+        if (sent >= queue.front().size()) {
+            queue.erase(queue.begin());
+        } else {
+            queue.front().erase(0, sent);
+        }
+    }
+    // The rest (none, a partial send, EAGAIN or an error) takes the ordinary path: uv_write
+    // writes it when the socket is writable, or reports the error through write_cb.
+    on_written(sent);
+}
+
 void TcpStream::Impl::flush_queue() {
     if (in_flight != nullptr || queue.empty() || handle_closing) {
         return;
     }
+    unbatch();  // a batched chunk goes with the rest, in order
     auto* w = new WriteReq;
     w->owner = this;
     const std::size_t n = std::min(queue.size(), kMaxIov);
@@ -312,6 +384,16 @@ void TcpStream::Impl::close_handle() noexcept {
     handle_closing = true;
     closing = true;
     handler = nullptr;
+    if (SendBatch::queued(this)) {
+        // Bytes waiting for the batch would have been written at write() time without it:
+        // give them the same chance before the socket goes.
+        unbatch();
+        if (!write_failed && !queue.empty()) {
+            uv_buf_t buf = uv_buf_init(queue.front().data(),
+                                       static_cast<unsigned>(queue.front().size()));
+            uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1);
+        }
+    }
     if (in_flight != nullptr) {
         in_flight->owner = nullptr;  // uv cancels it; its callback frees it
         in_flight = nullptr;

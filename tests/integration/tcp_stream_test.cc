@@ -4,38 +4,11 @@
 #include "proxy/core/tcp.h"
 #include "tests/support/run_until.h"
 #include "tests/support/stalled_listener.h"
+#include "tests/support/stream_pair.h"
 
 #include <doctest/doctest.h>
 
 namespace proxy::test {
-namespace {
-
-/// A listener plus one accepted stream and one connected stream.
-struct Pair {
-    core::Loop& loop;
-    core::TcpListener listener{loop};
-    std::unique_ptr<core::TcpStream> accepted;
-    std::unique_ptr<core::TcpStream> connected;
-
-    explicit Pair(core::Loop& l) : loop(l) {
-        auto r = listener.listen("127.0.0.1", 0, [this](std::unique_ptr<core::TcpStream> s) {
-            accepted = std::move(s);
-        });
-        REQUIRE(r.has_value());
-        connected = std::make_unique<core::TcpStream>(loop);
-        bool done = false;
-        auto c =
-            connected->connect("127.0.0.1", listener.local_port(), [&done](core::Result<void> res) {
-                REQUIRE(res.has_value());
-                done = true;
-            });
-        REQUIRE(c.has_value());
-        REQUIRE(run_until(
-            loop, [&] { return done && accepted != nullptr; }, 2000));
-    }
-};
-
-} // namespace
 
 TEST_CASE("tcp: regression: a stream destroyed iterations after close() completed is not a "
           "use-after-free") {
@@ -45,7 +18,7 @@ TEST_CASE("tcp: regression: a stream destroyed iterations after close() complete
     // session between transports) hit it.
     core::Loop loop;
     {
-        Pair p(loop);
+        StreamPair p(loop);
         std::size_t left = 0; // handles left open once the close completed
         SUBCASE("Abort") {
             p.connected->close(core::TcpStream::CloseMode::Abort);
@@ -77,21 +50,12 @@ TEST_CASE("tcp: regression: a stream destroyed iterations after close() complete
 TEST_CASE("tcp: a stream destroyed right after close() finishes its Flush on its own") {
     core::Loop loop;
     {
-        Pair p(loop);
+        StreamPair p(loop);
         p.connected->write(std::string_view("last words"));
         p.connected->close(core::TcpStream::CloseMode::Flush);
         p.connected.reset(); // at once: the Impl drains, sends FIN and waits for ours
-        struct Sink : core::StreamHandler {
-            std::string got;
-            bool eof = false;
-            void on_read(std::span<std::byte> b) override {
-                got.append(reinterpret_cast<const char*>(b.data()), b.size());
-            }
-            void on_read_end(const core::Error*) override { eof = true; }
-            void on_write_error(const core::Error&) override {}
-        } sink;
-        p.accepted->set_handler(&sink);
-        p.accepted->start_read();
+        ByteSink sink;
+        p.read_accepted_into(sink);
         REQUIRE(run_until(
             loop, [&] { return sink.eof; }, 2000));
         CHECK(sink.got == "last words");

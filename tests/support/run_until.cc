@@ -69,7 +69,8 @@ struct WalkState {
 
 void walk_cb(uv_handle_t* handle, void* arg) noexcept {
     auto* state = static_cast<WalkState*>(arg);
-    if (uv_is_closing(handle) != 0 || handle->type == UV_CHECK || handle->type == UV_IDLE) {
+    if (uv_is_closing(handle) != 0 || handle->type == UV_CHECK || handle->type == UV_IDLE ||
+        handle->type == UV_PREPARE) {
         return;
     }
     for (const uv_timer_t* g : g_guards) {

@@ -21,7 +21,7 @@ void run_for(core::Loop& loop, std::uint64_t ms);
 /// Loop time in ms, refreshed now.
 std::uint64_t now_ms(core::Loop& loop);
 
-/// Handles of `loop` that are open and not closing, excluding the Loop's own check/idle
+/// Handles of `loop` that are open and not closing, excluding the Loop's own check/idle/prepare
 /// service handles. Zero means nothing leaked a handle.
 std::size_t open_handles(core::Loop& loop);
 /// A description ("tcp active, timer inactive, ...") of those handles, for failure messages.
