@@ -1,6 +1,7 @@
 #include "proxy/admin.h"
 
 #include "proxy/core/log.h"
+#include "proxy/core/send_batch.h"
 #include "proxy/http/response.h"
 
 namespace proxy {
@@ -69,6 +70,13 @@ class AdminConnection final : public Closable, private core::StreamHandler {
             std::string body = context_.metrics().render();
             body += "# TYPE wsbridge_client_connections gauge\nwsbridge_client_connections " +
                     std::to_string(context_.client_count()) + "\n";
+            // Batched sends (proxy/core/send_batch.h): sends per system call is their ratio.
+            if (const core::SendBatch* batch = context_.loop().send_batch()) {
+                body += "# TYPE wsbridge_batched_sends_total counter\n"
+                        "wsbridge_batched_sends_total " + std::to_string(batch->sends()) +
+                        "\n# TYPE wsbridge_send_batches_total counter\n"
+                        "wsbridge_send_batches_total " + std::to_string(batch->enters()) + "\n";
+            }
             stream_->write(http::build_response(
                 200, {{"Content-Type", "text/plain; version=0.0.4"}}, body, !keep));
         } else if (path == "/healthz") {

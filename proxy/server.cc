@@ -44,7 +44,9 @@ core::Result<void> Server::start() {
                               "cannot listen on " + listen.host + ":" +
                                   std::to_string(listen.port) + ": " + r.error().context);
         }
-        core::log(LogLevel::Info, "listening", {{"address", listener->local_address()}});
+        core::log(LogLevel::Info, "listening",
+                  {{"address", listener->local_address()},
+                   {"send_batch", loop_.send_batch() != nullptr ? "io_uring" : "off"}});
         listeners_.push_back(std::move(listener));
     }
     housekeeping_ = std::make_unique<core::Timer>(loop_, [] { core::flush_suppressed_logs(); });

@@ -163,4 +163,47 @@ describe('edge limits', () => {
     assert.equal((await httpGet(adminPort, '/healthz')).status, 200);
     assert.equal((await httpGet(adminPort, '/readyz')).status, 200);
   });
+
+  test('batched sends: the listening line names the mode; /metrics counts sends and batches', async () => {
+    const line = await proxy.waitForLog(/event=listening .*send_batch=(io_uring|off)/);
+    const ws = await open('/echo');
+    const n = 200;
+    let got = 0;
+    const all = new Promise((resolve) => ws.on('message', () => { if (++got === n) resolve(); }));
+    for (let i = 0; i < n; i++) ws.send(`b${i}`);
+    await withTimeout(all, 5000, 'echoes');
+    ws.close(1000);
+    await ws.closed;
+    const body = (await httpGet(adminPort, '/metrics')).body;
+    if (line[1] === 'off') {
+      // This kernel refuses io_uring: the plain write path relayed everything.
+      assert.doesNotMatch(body, /wsbridge_batched_sends_total/);
+      return;
+    }
+    const sends = Number(/^wsbridge_batched_sends_total (\d+)$/m.exec(body)?.[1]);
+    const batches = Number(/^wsbridge_send_batches_total (\d+)$/m.exec(body)?.[1]);
+    // Each echo is sent twice (to the backend, to the client), almost all through the batch.
+    assert.ok(sends >= n, `batched sends ${sends} >= ${n}`);
+    assert.ok(batches >= 1 && batches <= sends, `batches ${batches} <= sends ${sends}`);
+  });
+
+  test('WSBRIDGE_IO_URING=0 relays on the plain write path', async () => {
+    const plain = await startProxy(proxyConfig([{ path: '/echo', backend: backend.url('/echo') }],
+      { extra: 'admin: { address: 127.0.0.1:0 }\n' }), { label: 'limits-plain-proxy', env: { WSBRIDGE_IO_URING: '0' } });
+    try {
+      await plain.waitForLog(/event=listening .*send_batch=off/);
+      const port = Number((await plain.waitForLog(/event=admin_listening address=127\.0\.0\.1:(\d+)/))[1]);
+      const ws = new WebSocket(plain.url('/echo'), { perMessageDeflate: false });
+      await withTimeout(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), 5000, 'open');
+      const echoed = new Promise((resolve) => ws.once('message', (d) => resolve(String(d))));
+      ws.send('plain');
+      assert.equal(await withTimeout(echoed, 5000, 'echo'), 'plain');
+      const closed = new Promise((resolve) => ws.on('close', resolve));
+      ws.close(1000);
+      await withTimeout(closed, 5000, 'close');
+      assert.doesNotMatch((await httpGet(port, '/metrics')).body, /wsbridge_batched_sends_total/);
+    } finally {
+      await plain.stop();
+    }
+  });
 });

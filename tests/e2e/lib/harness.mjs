@@ -193,12 +193,14 @@ export async function startBackend({ args = [], label = 'e2e' } = {}) {
 /**
  * Writes `config` (YAML text) to a temp file and starts `wsbridge -c FILE`. Resolves once the
  * proxy logged `event=listening address=127.0.0.1:PORT` for every listener (`listeners`).
+ * `env` adds to the proxy's environment.
  */
-export async function startProxy(config, { listeners = 1, label = 'proxy' } = {}) {
+export async function startProxy(config, { listeners = 1, label = 'proxy', env = {} } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsbridge-e2e-'));
   const file = path.join(dir, 'wsbridge.yaml');
   fs.writeFileSync(file, config);
-  const child = new Child('proxy', WSBRIDGE_BIN, ['-c', file], { cwd: dir });
+  const child = new Child('proxy', WSBRIDGE_BIN, ['-c', file],
+    { cwd: dir, env: { ...process.env, ...env } });
   const re = /\bevent=listening\b.*?\baddress="?([^\s"]+?):(\d+)"?(?:\s|$)/;
   const ports = await child.waitUntil(() => {
     const found = [];
