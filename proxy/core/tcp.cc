@@ -307,6 +307,9 @@ void TcpStream::Impl::batch_done(int result) noexcept {
             queue.front().erase(0, sent);
         }
     }
+    if (queue.empty()) {
+        queue.shrink_to_fit();  // an idle stream keeps no queue storage (memory per connection)
+    }
     // The rest (none, a partial send, EAGAIN or an error) takes the ordinary path: uv_write
     // writes it when the socket is writable, or reports the error through write_cb.
     on_written(sent);
