@@ -201,15 +201,12 @@ bool SendBatch::submit_round() noexcept {
     unsigned completed = 0;
     while (completed < queued) {
         const int r = sys_enter(fd_, to_submit, queued - completed, IORING_ENTER_GETEVENTS);
+        const int err = r < 0 ? errno : 0;
         ++enters_;
-        if (r < 0 && errno != EINTR) {
-            // The ring is unusable: drop it so no request can linger; the rest fall back.
-            teardown();
-            return false;
-        }
         if (r > 0) {
             to_submit -= std::min(to_submit, static_cast<unsigned>(r));
         }
+        const unsigned before = completed;
         auto* cqes = static_cast<io_uring_cqe*>(cqes_);
         unsigned head = *cq_head_;
         const unsigned cq_tail = load_acquire(cq_tail_);
@@ -223,6 +220,16 @@ bool SendBatch::submit_round() noexcept {
             ++head;
         }
         store_release(cq_head_, head);
+        // Requests that ran have their results above. A failed call, or one that neither
+        // submitted nor completed anything, leaves the ring in a state not worth trusting:
+        // drop it, so that no request can linger; what did not run reports -EAGAIN and its
+        // bytes fall back to the stream's own write path.
+        const bool stuck = r == 0 && completed == before;
+        if ((r < 0 && err != EINTR) || stuck) {
+            sends_ += completed;
+            teardown();
+            return false;
+        }
     }
     sends_ += queued;
     return true;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <string>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -214,6 +215,40 @@ TEST_CASE("send batch: callbacks may remove later senders of the round and add n
     CHECK(p3.drain_b().empty());
     CHECK(p4.drain_b() == "added later");
     CHECK(batch->enters() == 2);
+}
+
+TEST_CASE("send batch: a ring that fails reports EAGAIN for what it did not send and turns "
+          "itself off") {
+    auto batch = make_batch();
+    if (batch == nullptr) {
+        return;
+    }
+    // The ring is created single-issuer: a submission from another thread is refused
+    // (EEXIST), the one way to make a healthy ring fail on demand.
+    SocketPair p;
+    Sender s;
+    s.fd = p.a;
+    s.bytes = "from the wrong thread";
+    batch->add(&s);
+    std::thread other([&] { batch->flush(); });
+    other.join();
+    REQUIRE(s.results.size() == 1);
+    if (s.results[0] > 0) {
+        MESSAGE("skipped: this kernel has no single-issuer rings, so the ring did not fail");
+        CHECK(batch->healthy());
+        return;
+    }
+    CHECK(s.results[0] == -EAGAIN);
+    CHECK_FALSE(batch->healthy());
+    CHECK(p.drain_b().empty()); // nothing was sent: the caller's fallback sends it once
+    // From now on every flush reports EAGAIN at once, without a system call.
+    const std::uint64_t enters = batch->enters();
+    s.results.clear();
+    batch->add(&s);
+    batch->flush();
+    CHECK(s.results == std::vector<int>{-EAGAIN});
+    CHECK(batch->enters() == enters);
+    CHECK(p.drain_b().empty());
 }
 
 TEST_CASE("send batch: WSBRIDGE_IO_URING=0 turns batching off") {
