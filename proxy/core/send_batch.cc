@@ -36,6 +36,12 @@ bool disabled_by_environment() noexcept {
     return s == "0" || s == "off" || s == "no" || s == "false";
 }
 
+/// Maps one region of the ring `fd`; null on failure.
+void* map_ring(int fd, std::size_t len, off_t offset) noexcept {
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
 unsigned load_acquire(const unsigned* p) noexcept {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
@@ -83,29 +89,12 @@ bool SendBatch::setup(unsigned entries) {
     if (single) {
         sq_map_len_ = cq_map_len_ = std::max(sq_map_len_, cq_map_len_);
     }
-    sq_map_ = mmap(nullptr, sq_map_len_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                   IORING_OFF_SQ_RING);
-    if (sq_map_ == MAP_FAILED) {
-        sq_map_ = nullptr;
-        teardown();
-        return false;
-    }
-    if (single) {
-        cq_map_ = sq_map_;
-    } else {
-        cq_map_ = mmap(nullptr, cq_map_len_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                       fd, IORING_OFF_CQ_RING);
-        if (cq_map_ == MAP_FAILED) {
-            cq_map_ = nullptr;
-            teardown();
-            return false;
-        }
-    }
     sqes_map_len_ = p.sq_entries * sizeof(io_uring_sqe);
-    sqes_map_ = mmap(nullptr, sqes_map_len_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                     fd, IORING_OFF_SQES);
-    if (sqes_map_ == MAP_FAILED) {
-        sqes_map_ = nullptr;
+    sq_map_ = map_ring(fd, sq_map_len_, IORING_OFF_SQ_RING);
+    cq_map_ = single || sq_map_ == nullptr ? sq_map_
+                                           : map_ring(fd, cq_map_len_, IORING_OFF_CQ_RING);
+    sqes_map_ = map_ring(fd, sqes_map_len_, IORING_OFF_SQES);
+    if (sq_map_ == nullptr || cq_map_ == nullptr || sqes_map_ == nullptr) {
         teardown();
         return false;
     }
@@ -168,11 +157,11 @@ void SendBatch::remove(BatchedSender* sender) noexcept {
     sender->batch_in_round_ = false;
 }
 
-bool SendBatch::submit_round() noexcept {
+void SendBatch::submit_round() noexcept {
     const auto n = static_cast<unsigned>(round_.size());
     results_.assign(n, -EAGAIN);
     if (fd_ < 0) {
-        return false;
+        return;
     }
     auto* sqes = static_cast<io_uring_sqe*>(sqes_);
     const unsigned mask = *sq_mask_;
@@ -228,11 +217,10 @@ bool SendBatch::submit_round() noexcept {
         if ((r < 0 && err != EINTR) || stuck) {
             sends_ += completed;
             teardown();
-            return false;
+            return;
         }
     }
     sends_ += queued;
-    return true;
 }
 
 void SendBatch::flush() noexcept {

@@ -37,10 +37,11 @@ class BatchedSender {
 
     virtual ~BatchedSender() = default;
 
+    BatchedSender(const BatchedSender&) = delete;  // a copy would claim the original's place
+    BatchedSender& operator=(const BatchedSender&) = delete;
+
   protected:
     BatchedSender() = default;
-    BatchedSender(const BatchedSender&) = default;
-    BatchedSender& operator=(const BatchedSender&) = default;
 
   private:
     friend class SendBatch;
@@ -87,8 +88,9 @@ class SendBatch {
     SendBatch() = default;
     bool setup(unsigned entries);
     void teardown() noexcept;
-    /// One round: sends for round_, fills results_. False when the ring failed.
-    bool submit_round() noexcept;
+    /// One round: sends for round_, fills results_ (-EAGAIN for what did not run; a failing
+    /// ring tears itself down).
+    void submit_round() noexcept;
 
     int fd_ = -1;
     unsigned entries_ = 0;

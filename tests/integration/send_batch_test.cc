@@ -271,7 +271,6 @@ namespace {
 struct Pair : StreamPair {
     ByteSink sink;
     explicit Pair(core::Loop& l) : StreamPair(l) { read_accepted_into(sink); }
-    void finish() { close_all(); }
 };
 
 } // namespace
@@ -304,7 +303,7 @@ TEST_CASE("tcp with batched sends: small, big and small writes arrive in order, 
             loop, [&] { return p.sink.got.size() >= expected.size(); }, 5000));
         CHECK(p.sink.got == expected);
         CHECK(p.connected->queued_bytes() == 0);
-        p.finish();
+        p.close_all();
     }
     CHECK(run_until(
         loop, [&] { return open_handles(loop) == 0; }, 2000));
@@ -345,7 +344,7 @@ TEST_CASE("tcp with batched sends: 200 streams' writes of one iteration cost one
             CHECK(pairs[static_cast<std::size_t>(i)]->sink.got == "ping " + std::to_string(i));
         }
         for (auto& p : pairs) {
-            p->finish();
+            p->close_all();
         }
     }
     CHECK(run_until(
@@ -383,12 +382,12 @@ TEST_CASE("tcp with batched sends: bytes written just before a close still reach
             p.connected->write(std::string_view("orphaned words"));
             p.connected->close(core::TcpStream::CloseMode::Flush);
             p.connected.reset();
-            p.connected = std::make_unique<core::TcpStream>(loop); // for finish()
+            p.connected = std::make_unique<core::TcpStream>(loop); // for close_all()
             REQUIRE(run_until(
                 loop, [&] { return p.sink.eof; }, 2000));
             CHECK(p.sink.got == "orphaned words");
         }
-        p.finish();
+        p.close_all();
     }
     CHECK(run_until(
         loop, [&] { return open_handles(loop) == 0; }, 2000));
