@@ -173,7 +173,7 @@ void BackendConnection::decode(std::span<std::byte> bytes) {
         if (!r) {
             Error e = r.error();
             e.side = Side::Backend;
-            gone(&e);
+            fail(e);
             return;
         }
         if (*r == 0) {
@@ -231,6 +231,21 @@ void BackendConnection::on_write_error(const Error& error) {
     Error e = error;
     e.side = Side::Backend;
     gone(&e);
+}
+
+void BackendConnection::fail(const Error& error) {
+    // RFC 6455 §7.1.7: the backend broke the protocol (a bad frame, invalid UTF-8, a message
+    // over max_message): it gets a Close with the matching code (1002, 1007, 1009) before its
+    // TCP connection ends, unless a frame towards it is half sent (then only an abort can end
+    // the connection). The owner's staged frame is dropped if none of it left yet.
+    if (writer_.abandon_frame()) {
+        writer_.close(ws::close_code_for(error.code), error.context);
+        flush();
+        close(core::TcpStream::CloseMode::Flush);
+    } else {
+        close(core::TcpStream::CloseMode::Abort);
+    }
+    handler_.on_backend_gone(&error);
 }
 
 void BackendConnection::gone(const Error* error) {

@@ -125,6 +125,8 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
     void decode(std::span<std::byte> bytes);
     void decode_held();
     void gone(const core::Error* error);
+    /// The backend broke the protocol: Close it with the error's code, then report it gone.
+    void fail(const core::Error& error);
 
     Context& context_;
     const config::RouteLimits& limits_;

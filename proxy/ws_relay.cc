@@ -182,6 +182,10 @@ void WsRelay::process_client_bytes(std::span<std::byte> bytes) {
             return;
         }
         if (!r) {
+            // The frame that failed may be staged for the backend already (the valid bytes
+            // before a bad one): drop it while nothing of it has left, so no invalid byte
+            // reaches the backend and its Close can follow at once (issue 10).
+            backend_->writer().abandon_frame();
             flush_all();
             fail_client(r.error());
             return;
@@ -333,6 +337,11 @@ void WsRelay::on_backend_close(std::uint16_t code, std::string_view reason) {
     backend_close_received_ = true;
     backend_close_code_ = code;
     backend_close_reason_ = std::string(reason);
+    if (failing_code_ != 0) {
+        // The backend answered the Close we sent for the client's violation.
+        end_failed_client();
+        return;
+    }
     if (closed_by_.empty()) {
         closed_by_ = "backend";
     }
@@ -354,6 +363,14 @@ void WsRelay::on_backend_close(std::uint16_t code, std::string_view reason) {
 
 void WsRelay::on_backend_gone(const Error* error) {
     if (phase_ != Phase::Open) {
+        return;
+    }
+    // A backend frame may be staged for the client but not complete (invalid UTF-8 in it, or
+    // the backend died inside it): drop it while nothing of it has left, so no invalid byte
+    // reaches the client and the Close below can be sent (issue 10).
+    client_writer_.abandon_frame();
+    if (failing_code_ != 0) {
+        end_failed_client();
         return;
     }
     if (backend_close_received_ || client_close_received_) {
@@ -381,6 +398,9 @@ void WsRelay::on_backend_gone(const Error* error) {
     } else if (error->code == Code::MessageTooBig) {
         code = close_code::kMessageTooBig;
         reason = "backend message too big";
+    } else if (error->code == Code::InvalidUtf8) {
+        code = close_code::kInvalidPayload;
+        reason = "backend sent invalid UTF-8";
     }
     if (!client_writer_.mid_frame() && !client_close_sent_) {
         client_writer_.close(code, reason);
@@ -458,19 +478,10 @@ void WsRelay::client_gone(std::string_view why) {
 }
 
 void WsRelay::fail_client(const Error& error) {
+    if (failing_code_ != 0 || phase_ != Phase::Open) {
+        return;
+    }
     const std::uint16_t code = ws::close_code_for(error.code);
-    if (!client_writer_.mid_frame() && !client_close_sent_) {
-        client_writer_.close(code, error.context);
-        client_close_sent_ = true;
-    }
-    if (backend_->open() && !backend_close_sent_) {
-        if (backend_->mid_frame()) {
-            backend_->close(CloseMode::Abort);
-        } else {
-            backend_->send_close(code, "client protocol error");
-        }
-        backend_close_sent_ = true;
-    }
     core::log_limited(LogLevel::Info, "ws_client_error",
               {{"client", client_address_},
                {"route", route_.route->path},
@@ -480,15 +491,49 @@ void WsRelay::fail_client(const Error& error) {
     context_.metrics().inc("wsbridge_protocol_errors_total",
                            {{"side", "client"}, {"reason", core::to_string(error.code)}});
     closed_by_ = "proxy";
+    failing_code_ = code;
+    failing_reason_ = error.context;
+    // Nothing more is read from a client that broke the protocol.
+    client_->pause(core::kPauseClosing);
+    const bool backend_usable = backend_->open() && !backend_close_sent_ &&
+                                !backend_close_received_ && !client_close_sent_;
+    if (backend_usable && backend_->writer().abandon_frame()) {
+        // Fail the backend side first and keep relaying what it sends before its Close
+        // answer (the replies to the client's earlier, valid messages), bounded by
+        // close_timeout; then the client gets the violation's code (issue 10).
+        backend_->send_close(code, "client protocol error");
+        backend_close_sent_ = true;
+        close_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] {
+            end_failed_client();
+        });
+        close_timer_->start(static_cast<std::uint64_t>(limits_.close_timeout.count()));
+        return;
+    }
+    if (backend_->open() && !backend_close_sent_) {
+        // Mid-frame towards the backend with part of the frame sent: only an abort ends it.
+        backend_->close(CloseMode::Abort);
+        backend_close_sent_ = true;
+    }
+    end_failed_client();
+}
+
+void WsRelay::end_failed_client() {
+    if (phase_ != Phase::Open) {
+        return;
+    }
+    if (!client_writer_.mid_frame() && !client_close_sent_) {
+        client_writer_.close(failing_code_, failing_reason_);
+        client_close_sent_ = true;
+    }
     flush_client();
-    finish(code, error.context, "proxy");
+    finish(failing_code_, failing_reason_, "proxy");
 }
 
 // ---- timers --------------------------------------------------------------------------------
 
 void WsRelay::on_tick() {
-    if (phase_ != Phase::Open) {
-        return;
+    if (phase_ != Phase::Open || failing_code_ != 0) {
+        return;  // failing the client: only the close timer runs
     }
     const std::uint64_t now = context_.loop().now();
     const HeartbeatPlan plan = derive_heartbeat(limits_.idle_timeout);

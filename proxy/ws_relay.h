@@ -85,7 +85,12 @@ class WsRelay final : public Closable,
     void process_client_bytes(std::span<std::byte> bytes);
     void flush_client();
     void flush_all();
+    /// The client broke the protocol (or a policy): log and count it, send the backend a Close
+    /// with the violation's code and relay what the backend still sends until its Close
+    /// answer (bounded by close_timeout), then end_failed_client().
     void fail_client(const core::Error& error);
+    /// Closes the client with the violation's code (after the frame being relayed) and ends.
+    void end_failed_client();
     void client_gone(std::string_view why);
     void on_tick();
     void on_close_timeout();
@@ -120,6 +125,8 @@ class WsRelay final : public Closable,
     std::uint16_t backend_close_code_ = 0;   ///< code the backend sent
     std::string backend_close_reason_;
     std::string closed_by_;                  ///< who started closing: client, backend, proxy
+    std::uint16_t failing_code_ = 0;         ///< client violation's close code, once failing
+    std::string failing_reason_;
     std::uint64_t started_at_ = 0;
     std::uint64_t last_client_read_ = 0;
     std::uint64_t last_client_write_ = 0;

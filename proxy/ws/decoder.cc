@@ -224,23 +224,67 @@ bool Decoder::on_payload_bytes(std::byte* data, std::size_t size, std::size_t& p
     frame_offset_ += n;
     frame_remaining_ -= n;
     if (message_opcode_ == Opcode::Text) {
-        const Utf8Validator before = utf8_;
-        if (!utf8_.feed(chunk)) {
-            // Fail fast, but deliver the valid bytes before the bad one first, so the events
-            // do not depend on how the input was split.
-            Utf8Validator probe = before;
-            std::size_t good = 0;
-            while (probe.feed(chunk.subspan(good, 1))) {
-                ++good;
-            }
-            if (good > 0) {
-                handler_.on_data_frame_payload(chunk.first(good));
-            }
-            return fail_with(core::Code::InvalidUtf8, "invalid UTF-8 in a text message");
-        }
+        return deliver_text(chunk);
     }
     handler_.on_data_frame_payload(chunk);
     return true;
+}
+
+bool Decoder::deliver_text(std::span<const std::byte> chunk) {
+    const Utf8Validator before = utf8_;
+    if (!utf8_.feed(chunk)) {
+        // Fail fast, but first deliver what precedes the bad byte up to the last code point
+        // boundary, so the events do not depend on how the input was split.
+        Utf8Validator probe = before;
+        std::size_t boundary = 0;
+        for (std::size_t i = 0; probe.feed(chunk.subspan(i, 1)); ++i) {
+            if (probe.complete()) {
+                boundary = i + 1;
+            }
+        }
+        if (boundary > 0) {
+            deliver_held_text();
+            handler_.on_data_frame_payload(chunk.first(boundary));
+        }
+        text_held_ = 0;
+        return fail_with(core::Code::InvalidUtf8, "invalid UTF-8 in a text message");
+    }
+    if (utf8_.complete()) {
+        deliver_held_text();
+        handler_.on_data_frame_payload(chunk);
+        return true;
+    }
+    // The chunk ends inside a code point. Its lead byte is among the chunk's last three bytes
+    // (a four-byte sequence with three continuation bytes would be complete); when none of
+    // them is a lead byte, the chunk only continues the held bytes.
+    std::size_t lead = chunk.size();
+    for (std::size_t back = 1; back <= std::min<std::size_t>(3, chunk.size()); ++back) {
+        if ((u8(chunk[chunk.size() - back]) & 0xC0) != 0x80) {
+            lead = chunk.size() - back;
+            break;
+        }
+    }
+    if (lead == chunk.size()) {
+        std::memcpy(text_tail_.data() + text_held_, chunk.data(), chunk.size());
+        text_held_ = static_cast<std::uint8_t>(text_held_ + chunk.size());
+        return true;
+    }
+    deliver_held_text();
+    if (lead > 0) {
+        handler_.on_data_frame_payload(chunk.first(lead));
+    }
+    std::memcpy(text_tail_.data(), chunk.data() + lead, chunk.size() - lead);
+    text_held_ = static_cast<std::uint8_t>(chunk.size() - lead);
+    return true;
+}
+
+void Decoder::deliver_held_text() {
+    if (text_held_ == 0) {
+        return;
+    }
+    const std::size_t n = text_held_;
+    text_held_ = 0;
+    handler_.on_data_frame_payload(std::span<const std::byte>(text_tail_.data(), n));
 }
 
 bool Decoder::end_data_frame() {
@@ -248,9 +292,13 @@ bool Decoder::end_data_frame() {
     const bool fin = frame_.fin;
     if (fin) {
         if (message_opcode_ == Opcode::Text && !utf8_.complete()) {
+            text_held_ = 0;  // never delivered: the message is invalid
             return fail_with(core::Code::InvalidUtf8, "text message ends inside a character");
         }
         message_in_progress_ = false;
+    } else {
+        // A fragment may end inside a code point: its bytes belong to this frame.
+        deliver_held_text();
     }
     handler_.on_data_frame_end(fin);
     return true;

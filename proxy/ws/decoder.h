@@ -19,7 +19,13 @@
 //  - message length (sum of its frames) above max_message, checked from each frame header
 //    before any of its payload is delivered → MessageTooBig
 //  - Text payload not UTF-8, at the first bad byte, across fragment boundaries, and a text
-//    message that ends inside a code point → InvalidUtf8
+//    message that ends inside a code point → InvalidUtf8. Text payload is delivered only up to
+//    the last complete code point: the 1-3 bytes of a code point that the input has not
+//    completed yet are held (copied) until it is, or until the frame ends without FIN (a
+//    fragment may end inside a code point). So an invalid text message never has its bad bytes
+//    delivered, even when it is cut off at its very end (issue 10), and on an error only the
+//    bytes up to the last code point boundary before the bad byte were delivered, whatever the
+//    split of the input.
 //  - Close payload of 1 byte or with an invalid code → ProtocolError; reason not UTF-8
 //    → InvalidUtf8
 // The resulting error's Code maps to a close code via close_code_for().
@@ -105,6 +111,8 @@ class Decoder {
     bool on_header_bytes(std::byte* data, std::size_t size, std::size_t& pos);
     bool on_payload_bytes(std::byte* data, std::size_t size, std::size_t& pos);
     bool on_control_bytes(std::byte* data, std::size_t size, std::size_t& pos);
+    bool deliver_text(std::span<const std::byte> chunk);
+    void deliver_held_text();
     bool check_prefix(std::byte first, std::byte second);
     bool begin_frame(const std::byte* header);
     bool end_data_frame();
@@ -129,6 +137,8 @@ class Decoder {
     std::uint8_t control_have_ = 0;
     std::array<std::byte, kMaxControlPayload> control_{};
     Utf8Validator utf8_;
+    std::uint8_t text_held_ = 0;             ///< bytes in text_tail_
+    std::array<std::byte, 3> text_tail_{};   ///< unmasked start of an incomplete code point
     core::Error error_;
 };
 

@@ -14,6 +14,7 @@ void FrameWriter::append_header(bool fin, Opcode opcode, std::uint64_t length) {
 }
 
 void FrameWriter::begin_frame(bool fin, Opcode opcode, std::uint64_t length) {
+    frame_start_ = out_.size();
     append_header(fin, opcode, length);
     remaining_ = length;
     offset_ = 0;
@@ -31,12 +32,30 @@ void FrameWriter::payload(std::span<const std::byte> bytes) {
     }
     offset_ += bytes.size();
     remaining_ -= std::min<std::uint64_t>(remaining_, bytes.size());
-    if (remaining_ == 0 && !held_.empty()) {
-        for (const auto& frame : held_) {
-            out_.append(frame);
-        }
-        held_.clear();
+    if (remaining_ == 0) {
+        append_held();
     }
+}
+
+void FrameWriter::append_held() {
+    for (const auto& frame : held_) {
+        out_.append(frame);
+    }
+    held_.clear();
+}
+
+bool FrameWriter::abandon_frame() {
+    if (!mid_frame()) {
+        return true;
+    }
+    if (frame_start_ == kNoFrameStart) {
+        return false;
+    }
+    out_.resize(frame_start_);
+    frame_start_ = kNoFrameStart;
+    remaining_ = 0;
+    append_held();
+    return true;
 }
 
 void FrameWriter::control(Opcode opcode, std::span<const std::byte> payload_bytes) {
@@ -62,6 +81,7 @@ void FrameWriter::close(std::uint16_t code, std::string_view reason) {
 
 void FrameWriter::clear() noexcept {
     out_.clear();
+    frame_start_ = kNoFrameStart;  // what was staged is on its way to the peer
     if (out_.capacity() > 32 * 1024) {
         // Do not keep a large buffer alive on an idle connection.
         std::string().swap(out_);

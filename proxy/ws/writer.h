@@ -38,6 +38,13 @@ class FrameWriter {
     /// Appends a Close frame (code 1005 → empty payload). Precondition: !mid_frame().
     void close(std::uint16_t code, std::string_view reason);
 
+    /// Drops the frame in progress when none of it has left the staging buffer yet (no clear()
+    /// since its begin_frame()), so a frame whose payload turned out invalid (a client's bad
+    /// UTF-8, a peer gone mid-frame) never reaches the peer and a Close may follow at once.
+    /// Control frames held for the frame's end are appended. Returns true when the writer is
+    /// at a frame boundary afterwards (also when no frame was in progress), false when part of
+    /// the frame was already handed out (the peer is mid-frame: only an abort can end it).
+    bool abandon_frame();
     /// True while a begun frame still expects payload bytes.
     bool mid_frame() const noexcept { return remaining_ > 0; }
     /// True when bytes are staged.
@@ -49,6 +56,7 @@ class FrameWriter {
 
   private:
     void append_header(bool fin, Opcode opcode, std::uint64_t length);
+    void append_held();
 
     Role role_;
     tls::MaskSource* masks_;
@@ -56,6 +64,8 @@ class FrameWriter {
     std::array<std::byte, 4> mask_{};
     std::uint64_t remaining_ = 0;
     std::uint64_t offset_ = 0;
+    std::size_t frame_start_ = kNoFrameStart;  ///< offset in out_ of the current frame's header
+    static constexpr std::size_t kNoFrameStart = static_cast<std::size_t>(-1);
     std::vector<std::string> held_;  ///< encoded control frames waiting for a frame end
 };
 

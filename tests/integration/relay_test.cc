@@ -303,12 +303,23 @@ TEST_CASE("relay: client protocol violations map to their close codes") {
         bad = client_frame(op::kPing, "x", false);
         code = 1002;
     }
-    SUBCASE("invalid UTF-8 → 1007; the backend, mid-frame, is cut without a close") {
-        // The relay streams: "ok" was already forwarded inside a begun frame, so no Close
-        // frame can follow it. The backend sees the connection end with an incomplete frame.
+    SUBCASE("invalid UTF-8 → 1007; the staged frame is dropped and the backend closed 1007") {
+        // "ok" was staged inside a begun frame but had not left: the frame is dropped, so the
+        // backend gets the Close and none of the bad message (issue 10).
         bad = client_frame(op::kText, "ok\xC0\xAF");
         code = 1007;
-        backend_gets_close = false;
+    }
+    SUBCASE("text cut off inside its last character → 1007 (issue 10)") {
+        bad = client_frame(op::kText, "ok\xCE");
+        code = 1007;
+    }
+    SUBCASE("fragments \"ok\" then \"\\xCE\" → 1007 (issue 10)") {
+        bad = client_frame(op::kText, "ok", false) + client_frame(op::kCont, "\xCE");
+        code = 1007;
+    }
+    SUBCASE("an unfinished three-byte character → 1007 (issue 10)") {
+        bad = client_frame(op::kText, "\xE2\x82");
+        code = 1007;
     }
     SUBCASE("invalid UTF-8 in a close reason → 1007") {
         bad = client_frame(op::kClose, close_body(1000, "\xC0\xAF"));
@@ -337,10 +348,15 @@ TEST_CASE("relay: client protocol violations map to their close codes") {
         CHECK(b.close_frame() == nullptr);
     }
     CHECK(b.messages().empty());
+    CHECK(b.decode_error().empty());
+    for (const Frame& f : b.frames()) {
+        CHECK(f.payload.find('\xCE') == std::string::npos);  // none of a cut-off character
+    }
     h.finish();
 }
 
-TEST_CASE("relay: a masked frame from the backend closes the client with 1014") {
+TEST_CASE("relay: a masked frame from the backend closes the client with 1014 and the backend "
+          "with 1002") {
     Harness h;
     RawClient& c = open_relay(h);
     BackendPeer& b = h.backend.peer();
@@ -349,7 +365,9 @@ TEST_CASE("relay: a masked frame from the backend closes the client with 1014") 
     CHECK(c.close_frame()->close_code() == 1014);
     CHECK(c.messages().empty());
     CHECK(h.until([&] { return c.eof(); }));
-    CHECK(h.until([&] { return b.eof(); }));
+    REQUIRE(h.until([&] { return b.close_frame() != nullptr; }));
+    CHECK(b.close_frame()->close_code() == 1002);
+    CHECK(h.until([&] { return b.eof() || b.closed(); }));
     h.finish();
 }
 
@@ -431,7 +449,81 @@ TEST_CASE("relay: a backend message over max_message closes the client with 1009
     CHECK(c.close_frame()->close_code() == 1009);
     CHECK(c.received().find("bbbb") == std::string::npos);
     CHECK(h.until([&] { return c.eof(); }));
+    // RFC 6455 §7.1.7: the backend gets a Close 1009 before its connection ends (issue 10).
+    REQUIRE(h.until([&] { return b.close_frame() != nullptr; }));
+    CHECK(b.close_frame()->close_code() == 1009);
     CHECK(h.until([&] { return b.eof() || b.closed(); }));
+    h.finish();
+}
+
+TEST_CASE("issue 10: backend text with invalid UTF-8 never reaches the client; both get 1007") {
+    std::string bad;
+    SUBCASE("cut off inside its last character") { bad = server_frame(op::kText, "ok\xCE"); }
+    SUBCASE("as fragments") {
+        bad = server_frame(op::kText, "ok", false) + server_frame(op::kCont, "\xCE");
+    }
+    SUBCASE("an unfinished three-byte character") { bad = server_frame(op::kText, "\xE2\x82"); }
+    SUBCASE("a bad byte in the middle") { bad = server_frame(op::kText, "ok\xC0\xAFmore"); }
+    Harness h;
+    RawClient& c = open_relay(h);
+    BackendPeer& b = h.backend.peer();
+    b.send_text("before");
+    REQUIRE(h.until([&] { return c.messages().size() == 1; }));
+    b.send_raw(bad);
+    REQUIRE(h.until([&] { return c.close_frame() != nullptr; }));
+    CHECK(c.close_frame()->close_code() == 1007);
+    CHECK(c.messages().size() == 1);
+    CHECK(c.received().find('\xCE') == std::string::npos);
+    CHECK(c.received().find('\xE2') == std::string::npos);
+    CHECK(c.received().find('\xC0') == std::string::npos);
+    CHECK(h.until([&] { return c.eof(); }));
+    REQUIRE(h.until([&] { return b.close_frame() != nullptr; }));
+    CHECK(b.close_frame()->close_code() == 1007);
+    CHECK(h.until([&] { return b.eof() || b.closed(); }));
+    h.finish();
+}
+
+TEST_CASE("issue 10: on a client violation the backend's replies to earlier messages come first") {
+    // Autobahn 3.2-style: a valid message, then a frame with RSV1 set, in one write. The
+    // backend is failed first (Close 1002); its echo of the valid message and its Close
+    // answer come back; the client gets the echo, then the Close 1002.
+    Harness h;
+    h.backend.script().echo = true;
+    RawClient& c = open_relay(h);
+    BackendPeer& b = h.backend.peer();
+    b.script().echo = true;
+    c.send(client_frame(op::kText, "first") + client_frame(op::kText, "x", true, kClientMask, 4) +
+           client_frame(op::kPing, "after"));
+    REQUIRE(h.until([&] { return c.close_frame() != nullptr; }));
+    CHECK(c.close_frame()->close_code() == 1002);
+    REQUIRE(c.messages().size() == 1);
+    CHECK(c.messages()[0].payload == "first");
+    CHECK(c.count(op::kPong) == 0);  // nothing after the violation is answered
+    REQUIRE(b.close_frame() != nullptr);
+    CHECK(b.close_frame()->close_code() == 1002);
+    CHECK(b.messages().size() == 1);
+    CHECK(h.until([&] { return c.eof(); }));
+    h.finish();
+    CHECK(h.counter("wsbridge_protocol_errors_total",
+                    {{"side", "client"}, {"reason", "protocol_error"}}) == 1);
+}
+
+TEST_CASE("issue 10: a client violation is closed after close_timeout when the backend never "
+          "answers") {
+    Harness h({}, [](config::Config& c) {
+        c.routes[0].limits.close_timeout = std::chrono::milliseconds(200);
+    });
+    h.backend.script().answer_close = false;
+    RawClient& c = open_relay(h);
+    BackendPeer& b = h.backend.peer();
+    b.script().answer_close = false;
+    c.send(client_frame(0x3, "x"));
+    REQUIRE(h.until([&] { return b.close_frame() != nullptr; }));
+    CHECK(b.close_frame()->close_code() == 1002);
+    CHECK(c.close_frame() == nullptr);  // waiting for the backend's answer
+    REQUIRE(h.until([&] { return c.close_frame() != nullptr; }));
+    CHECK(c.close_frame()->close_code() == 1002);
+    CHECK(h.until([&] { return c.eof(); }));
     h.finish();
 }
 

@@ -866,6 +866,36 @@ add({
   expect: { messages: [T('uncompressed')], close: normalClose },
 });
 
+// ---------------------------------------------------------------------------------------------
+// 12 Strict order on a violation: valid messages and the violation in ONE write, as the public
+// Autobahn suite sends them (its 3.2-3.4, 4.1.3-4.1.5, 4.2.3-4.2.5 and 5.15). The echo of every
+// earlier, valid message must arrive before the close: a relay that closes the client at once,
+// before the backend's replies came back, is what Autobahn calls NON-STRICT (issue 10).
+{
+  const strict = (id, name, bad, messages = [T('Hello, world!')]) => ({
+    id,
+    name,
+    run: async (c) => c.write(Buffer.concat([text('Hello, world!'), ...bad()])),
+    expect: { messages, close: err(1002) },
+  });
+  add(strict('12.1', 'echoed text, text with RSV2 and a ping in one write: echo, then 1002, no pong [Autobahn 3.2/3.3]',
+    () => [text('Hello', { rsv: 2 }), ping('after')]));
+  add(strict('12.2', 'echoed text, then binary with RSV1+RSV3, in one write: echo, then 1002 [Autobahn 3.4]',
+    () => [binary(hex('00ff'), { rsv: 5 }), ping('after')]));
+  for (const [sub, op] of [[3, 3], [4, 4], [5, 5], [6, 0xb], [7, 0xc], [8, 0xd]]) {
+    add(strict(`12.${sub}`,
+      `echoed text, then reserved opcode 0x${op.toString(16).toUpperCase()} and a ping, in one write: echo, then 1002 [Autobahn 4.x.3-5]`,
+      () => [frame({ opcode: op, payload: 'reserved opcode payload' }), ping('after')]));
+  }
+  add({
+    id: '12.9',
+    name: 'fragmented text, a continuation with nothing to continue, a text, in one write: echo, then 1002 [Autobahn 5.15]',
+    run: async (c) => c.write(Buffer.concat([text('fragment1', { fin: false }), cont('fragment2'),
+      cont('fragment3', { fin: false }), cont('fragment4'), text('after')])),
+    expect: { messages: [T('fragment1fragment2')], close: err(1002) },
+  });
+}
+
 // Sanity: ids are unique.
 {
   const seen = new Set();

@@ -484,11 +484,12 @@ TEST_CASE("decoder: invalid UTF-8 fails at the first bad byte across fragments")
               Events{"begin msg=text op=text fin=0 len=4", "data \\xCE\\xBA\\xE1\\xBD", "end fin=0",
                      "ping ", "begin msg=text op=cont fin=0 len=12",
                      "data \\xB9\\xCF\\x83\\xCE\\xBC\\xCE\\xB5xy", "error invalid_utf8"});
-        // Surrogate and above-U+10FFFF sequences fail at their second byte.
+        // Surrogate and above-U+10FFFF sequences fail at their second byte; the lead byte of
+        // the bad sequence is never delivered (issue 10).
         CHECK(decode_every_split(wire(kFin | kText, "a\xED\xA0\x80", m), options_for(role)) ==
-              Events{"begin msg=text op=text fin=1 len=4", "data a\\xED", "error invalid_utf8"});
+              Events{"begin msg=text op=text fin=1 len=4", "data a", "error invalid_utf8"});
         CHECK(decode_every_split(wire(kFin | kText, "\xF4\x90\x80\x80", m), options_for(role)) ==
-              Events{"begin msg=text op=text fin=1 len=4", "data \\xF4", "error invalid_utf8"});
+              Events{"begin msg=text op=text fin=1 len=4", "error invalid_utf8"});
         // Binary messages are not validated.
         CHECK(decode_every_split(wire(kFin | kBinary, "\xFF", m), options_for(role)) ==
               Events{"begin msg=binary op=binary fin=1 len=1", "data \\xFF", "end fin=1"});
@@ -525,14 +526,53 @@ TEST_CASE("decoder: text message ending inside a character fails at the final fr
               Events{"begin msg=text op=text fin=0 len=3", "data a\\xE2\\x82", "end fin=0",
                      "begin msg=text op=cont fin=1 len=0", "error invalid_utf8"});
         CHECK(decode_every_split(wire(kFin | kText, "\xF0\x9F\x98", m), options_for(role)) ==
-              Events{"begin msg=text op=text fin=1 len=3", "data \\xF0\\x9F\\x98",
-                     "error invalid_utf8"});
+              Events{"begin msg=text op=text fin=1 len=3", "error invalid_utf8"});
         // Completed in the last fragment: valid.
         CHECK(decode_every_split(concat({wire(kText, "\xF0\x9F", m), wire(kFin, "\x98\x80", m)}),
                                  options_for(role)) ==
               Events{"begin msg=text op=text fin=0 len=2", "data \\xF0\\x9F", "end fin=0",
                      "begin msg=text op=cont fin=1 len=2", "data \\x98\\x80", "end fin=1"});
     }
+}
+
+TEST_CASE("issue 10: a text message cut off inside its last character delivers none of it") {
+    for (Role role : {Role::Server, Role::Client}) {
+        const bool m = role == Role::Server;
+        // One frame: the valid prefix goes on, the dangling lead byte never does.
+        CHECK(decode_every_split(wire(kFin | kText, "ok\xCE", m), options_for(role)) ==
+              Events{"begin msg=text op=text fin=1 len=3", "data ok", "error invalid_utf8"});
+        CHECK(decode_every_split(wire(kFin | kText, "\xE2\x82", m), options_for(role)) ==
+              Events{"begin msg=text op=text fin=1 len=2", "error invalid_utf8"});
+        // "ok" then "\xCE" as fragments: the second frame's only byte is held, then dropped.
+        CHECK(decode_every_split(concat({wire(kText, "ok", m), wire(kFin, "\xCE", m)}),
+                                 options_for(role)) ==
+              Events{"begin msg=text op=text fin=0 len=2", "data ok", "end fin=0",
+                     "begin msg=text op=cont fin=1 len=1", "error invalid_utf8"});
+        // A lead byte followed by an ASCII byte: neither the lead nor anything after it.
+        CHECK(decode_every_split(wire(kFin | kText, "ab\xE2\x82z", m), options_for(role)) ==
+              Events{"begin msg=text op=text fin=1 len=5", "data ab", "error invalid_utf8"});
+    }
+}
+
+TEST_CASE("issue 10: a code point split across reads is delivered once it is complete") {
+    // "a€b" with the euro sign's three bytes fed one at a time: before the last of them
+    // arrives only "a" has been delivered.
+    const Bytes input = wire(kFin | kText, "a\xE2\x82\xAC" "b", false);
+    Bytes buf = input;
+    Recorder rec;
+    Decoder decoder(client(), rec);
+    REQUIRE(decoder.feed(std::span{buf}.first(4)));  // header, "a", 0xE2
+    REQUIRE(decoder.feed(std::span{buf}.subspan(4, 1)));  // 0x82
+    CHECK(rec.events == Events{"begin msg=text op=text fin=1 len=5", "data a"});
+    REQUIRE(decoder.feed(std::span{buf}.subspan(5)));
+    CHECK(rec.events ==
+          Events{"begin msg=text op=text fin=1 len=5", "data a\\xE2\\x82\\xACb", "end fin=1"});
+    // Split the same way inside a fragment that ends without FIN: the held bytes belong to
+    // that frame and are delivered before its end.
+    CHECK(decode_every_split(concat({wire(kText, "a\xE2\x82", true), wire(kFin, "\xAC", true)}),
+                             server()) ==
+          Events{"begin msg=text op=text fin=0 len=3", "data a\\xE2\\x82", "end fin=0",
+                 "begin msg=text op=cont fin=1 len=1", "data \\xAC", "end fin=1"});
 }
 
 TEST_CASE("decoder: each text message starts with a fresh UTF-8 state") {

@@ -261,5 +261,38 @@ TEST_CASE("FrameWriter::clear forgets the staged bytes and the writer keeps work
                                                "end fin=1"});
 }
 
+TEST_CASE("issue 10: abandon_frame drops a frame still staged, so a Close can follow") {
+    for (Role role : {Role::Client, Role::Server}) {
+        INFO("role ", role == Role::Client ? "client" : "server");
+        tls::MaskSource masks;
+        FrameWriter w(role, &masks);
+        write_frame(w, true, Opcode::Text, "earlier", 3);
+        w.begin_frame(true, Opcode::Text, 3);
+        w.payload(as_span("ok"));  // the third byte turned out invalid and never comes
+        w.control(Opcode::Pong, as_span("p"));  // held for the frame's end
+        REQUIRE(w.mid_frame());
+        CHECK(w.abandon_frame());
+        CHECK_FALSE(w.mid_frame());
+        w.close(close_code::kInvalidPayload, "bad");
+        CHECK(decode(w.output(), role) == Events{"begin msg=1 op=1 fin=1 len=7", "data earlier",
+                                                 "end fin=1", "pong p", "close 1007 bad"});
+    }
+}
+
+TEST_CASE("issue 10: abandon_frame fails once part of the frame left the staging buffer") {
+    FrameWriter w(Role::Server, nullptr);
+    w.begin_frame(true, Opcode::Text, 4);
+    w.payload(as_span("ab"));
+    w.clear();  // handed to the socket: the peer has the header
+    w.payload(as_span("c"));
+    CHECK_FALSE(w.abandon_frame());
+    CHECK(w.mid_frame());
+    // Not mid-frame: nothing to drop.
+    FrameWriter idle(Role::Server, nullptr);
+    write_frame(idle, true, Opcode::Binary, "x", 1);
+    CHECK(idle.abandon_frame());
+    CHECK(idle.output() == std::string_view("\x82\x01x"));
+}
+
 } // namespace
 } // namespace proxy::ws
