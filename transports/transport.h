@@ -31,8 +31,13 @@ class SessionView {
     virtual std::string_view protocol() const = 0;
     /// Messages not yet acknowledged or evicted, with their sequence numbers.
     virtual const ReplayBuffer& replay() const = 0;
-    /// Set once the backend connection ended; transports deliver it after every message.
+    /// Set once the session's backend connection ended (closed by the backend, by the client's
+    /// DELETE, or by the proxy); transports deliver it after every message.
     virtual const std::optional<CloseInfo>& close_info() const = 0;
+    /// The close's own position in the session's sequence: one past the last message (no
+    /// message follows a close). SSE writes it as the close event's id, so a reconnect's
+    /// Last-Event-ID shows whether the client saw the close (issue 10).
+    std::uint64_t close_seq() const { return replay().last_seq() + 1; }
     /// The transport handed every message up to `seq` to its client: SSE wrote them to the
     /// socket, long-poll got them acknowledged. Drives the session's backpressure.
     virtual void delivered(std::uint64_t seq) = 0;

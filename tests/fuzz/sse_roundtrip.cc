@@ -10,8 +10,9 @@
 //         be UTF-8); 3 binary message. Variant: seq from the next 8 bytes, else seq + 1.
 //     4   heartbeat
 //     5   gap: from seq + 1 to seq + 1 + n; variant: from/to from the next 16 bytes (ordered)
-//     6   close (code from the next 2 bytes, reason = payload); variant: reset (new session
-//         from the next byte, reason = payload). A reason that is not UTF-8 becomes "".
+//     6   close at position seq + 1 (code from the next 2 bytes, reason = payload); variant:
+//         reset (new session from the next byte, reason = payload). A reason that is not UTF-8
+//         becomes "".
 //     7   announce (send url = payload, then heartbeat, last_seq, retry from 24 bytes);
 //         variant: parse_last_event_id(payload) must accept only canonical "<session>.<seq>".
 //
@@ -20,7 +21,9 @@
 // once, in order, with its type, its lastEventId and its data decoding byte-exactly to what
 // was encoded; heartbeats dispatch nothing; the field counts are exactly those the encoder
 // writes (so no payload became a field of its own); the stream ends on an event boundary;
-// `retry` and the final last event ID are those of the last announce / id written.
+// `retry` and the final last event ID are those of the last announce / id written; and every
+// `id:` line is the last line of its event, right before the blank line (issue 10: a client
+// that adopts an id when it reads the line must have read the event's data lines by then).
 
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/unit/support/event_source_parser.h"
@@ -302,7 +305,8 @@ void add_gap(Stream& s, fuzz::Input& in, std::string_view session, std::uint64_t
 }
 
 // Operation kind 6: a close, or (variant) a reset.
-void add_close_or_reset(Stream& s, fuzz::Input& in, bool variant, std::size_t n) {
+void add_close_or_reset(Stream& s, fuzz::Input& in, std::string_view session, std::uint64_t& seq,
+                        bool variant, std::size_t n) {
     std::string reason(in.take(n));
     if (!fuzz::valid_utf8(reason)) {
         reason.clear();
@@ -314,8 +318,11 @@ void add_close_or_reset(Stream& s, fuzz::Input& in, bool variant, std::size_t n)
     } else {
         const unsigned high = in.byte();
         const auto code = static_cast<std::uint16_t>((high << 8) | in.byte());
-        transports::sse::append_close(s.bytes, code, reason);
+        seq += 1;  // the close's own position, one past the last message
+        transports::sse::append_close(s.bytes, session, seq, code, reason);
+        s.last_id = id_of(session, seq);
         s.expected.push_back({Expected::Kind::Close, reason, s.last_id, code, 0, {}});
+        s.counts.id += 1;
     }
     s.counts.event += 1;
     s.counts.data += 1;
@@ -362,7 +369,7 @@ Stream build(fuzz::Input& in, std::string_view session) {
             ++s.counts.blank;
             break;
         case 5: add_gap(s, in, session, seq, variant, n); break;
-        case 6: add_close_or_reset(s, in, variant, n); break;
+        case 6: add_close_or_reset(s, in, session, seq, variant, n); break;
         case 7:
             if (variant) {
                 check_last_event_id(in.take(n));
@@ -374,6 +381,21 @@ Stream build(fuzz::Input& in, std::string_view session) {
         }
     }
     return s;
+}
+
+// Every line that starts with "id:" (only the encoder writes one: payload lines start with
+// "data: ") is followed at once by the blank line that ends its event.
+void check_id_lines_last(std::string_view bytes) {
+    std::size_t line = 0;
+    while (line < bytes.size()) {
+        const std::size_t end = bytes.find('\n', line);
+        FUZZ_CHECK(end != std::string_view::npos);
+        if (bytes.substr(line, 3) == "id:") {
+            FUZZ_CHECK_MSG(end + 1 < bytes.size() && bytes[end + 1] == '\n',
+                           "an id line at offset " + std::to_string(line) + " is not last");
+        }
+        line = end + 1;
+    }
 }
 
 } // namespace
@@ -410,6 +432,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     FUZZ_CHECK_MSG(whole.counts == s.counts, "field counts differ");
     FUZZ_CHECK(whole.at_event_boundary);
+    check_id_lines_last(s.bytes);
     FUZZ_CHECK(whole.retry == s.retry);
     FUZZ_CHECK(whole.last_event_id == s.last_id);
     return 0;

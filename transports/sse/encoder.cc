@@ -67,38 +67,37 @@ bool is_session_id(std::string_view session) noexcept {
 
 void append_message(std::string& out, std::string_view session, std::uint64_t seq, bool binary,
                     std::span<const std::byte> payload) {
+    // Every id line comes last in its event, just before the blank line (issue 10): a client
+    // that adopts an id as soon as it reads the line (npm eventsource 2.x) has then read every
+    // data line, so a cut inside the event cannot advance its Last-Event-ID past it.
     if (binary) {
-        out.append("event: binary\n");
-        append_id_line(out, session, seq);
-        out.append("data: ");
+        out.append("event: binary\ndata: ");
         out.append(proxy::tls::base64_encode(payload));
-        out.append("\n\n");
+        out.push_back('\n');
+        append_id_line(out, session, seq);
+        out.push_back('\n');
         return;
     }
     // The payload is UTF-8 text; a byte view of it is the same bytes as chars.
     const std::string_view text(reinterpret_cast<const char*>(payload.data()), payload.size());
     out.reserve(out.size() + text.size() + session.size() + 40);
-    const std::size_t mark = out.size();
-    append_id_line(out, session, seq);
     if (append_data_lines(out, text)) {
+        append_id_line(out, session, seq);
         out.push_back('\n');
         return;
     }
     // Text with a CR: raw lines cannot carry it, so send it as one JSON string on one line.
-    out.resize(mark);
-    out.append("event: text-json\n");
-    append_id_line(out, session, seq);
-    out.append("data: ");
+    out.append("event: text-json\ndata: ");
     append_string(out, text);
-    out.append("\n\n");
+    out.push_back('\n');
+    append_id_line(out, session, seq);
+    out.push_back('\n');
 }
 
 void append_announce(std::string& out, const Announce& a) {
     out.append("retry: ");
     append_uint(out, a.retry_ms);
-    out.append("\nevent: session\n");
-    append_id_line(out, a.session, a.last_seq);
-    out.append("data: {\"session\":");
+    out.append("\nevent: session\ndata: {\"session\":");
     append_string(out, a.session);
     out.append(",\"send\":");
     append_string(out, a.send_url);
@@ -110,17 +109,19 @@ void append_announce(std::string& out, const Announce& a) {
         out.append(",\"protocol\":");
         append_string(out, a.protocol);
     }
-    out.append("}\n\n");
+    out.append("}\n");
+    append_id_line(out, a.session, a.last_seq);
+    out.push_back('\n');
 }
 
 void append_gap(std::string& out, std::string_view session, std::uint64_t from, std::uint64_t to) {
-    out.append("event: gap\n");
-    append_id_line(out, session, to);
-    out.append("data: {\"from\":");
+    out.append("event: gap\ndata: {\"from\":");
     append_uint(out, from);
     out.append(",\"to\":");
     append_uint(out, to);
-    out.append("}\n\n");
+    out.append("}\n");
+    append_id_line(out, session, to);
+    out.push_back('\n');
 }
 
 void append_reset(std::string& out, std::string_view session, std::string_view reason) {
@@ -131,12 +132,15 @@ void append_reset(std::string& out, std::string_view session, std::string_view r
     out.append("}\n\n");
 }
 
-void append_close(std::string& out, std::uint16_t code, std::string_view reason) {
+void append_close(std::string& out, std::string_view session, std::uint64_t seq,
+                  std::uint16_t code, std::string_view reason) {
     out.append("event: close\ndata: {\"code\":");
     append_uint(out, code);
     out.append(",\"reason\":");
     append_string(out, reason);
-    out.append("}\n\n");
+    out.append("}\n");
+    append_id_line(out, session, seq);
+    out.push_back('\n');
 }
 
 void append_heartbeat(std::string& out) { out.append(":\n\n"); }

@@ -13,6 +13,13 @@
 //   * `<id>` below is `<session>.<seq>`: the session id, a '.', and the sequence number in
 //     canonical decimal (no sign, no leading zero). EventSource echoes the last one it saw in
 //     `Last-Event-ID` when it reconnects; parse_last_event_id() reads it.
+//   * The `id:` line of an event is always its last line, after every `data:` line and just
+//     before the blank line (issue 10). The WHATWG parser adopts an id only when the blank line
+//     dispatches the event, so the order does not matter to it; but some clients (npm
+//     eventsource 2.x) adopt the id as soon as they read its line. With the id last, a stream
+//     cut anywhere before the end of the id line leaves every client at the previous id, and
+//     only a cut between the id line and the blank line (one offset per event) can make such
+//     a client skip the event; no line order can protect that offset.
 //   * JSON in `data:` is written by transports/json.h, so it never contains CR or LF.
 //   * Every message event has at least one `data:` line, so even an empty message (text or
 //     binary) is dispatched: its data buffer is "\n" (non-empty), and dispatch strips the LF.
@@ -20,38 +27,41 @@
 //   announce (first event of every stream):
 //     retry: <retry_ms>\n
 //     event: session\n
-//     id: <session>.<last_seq>\n
-//     data: {"session":"<session>","send":"<send url>","heartbeat_ms":<n>,"last_seq":<n>}\n\n
+//     data: {"session":"<session>","send":"<send url>","heartbeat_ms":<n>,"last_seq":<n>}\n
+//     id: <session>.<last_seq>\n\n
 //     `retry` rides in the announce block (the parser applies it as soon as it reads the line,
 //     dispatch or not), so one write carries it. `id` makes EventSource's reconnect id point at
 //     this session even before the first message arrives, so a reconnect resumes this session
 //     rather than orphaning it. `last_seq` is the position the stream resumes after: every
 //     later message has a larger seq (0 = nothing seen yet; seqs start at 1).
 //   text message without CR (U+000D), type "message", event.data == the text exactly:
-//     id: <session>.<seq>\n
 //     data: <line>\n            one per LF-separated line of the text: "a\nb" gives the lines
 //                               "a" and "b", "a\n" gives "a" and "", "" gives one empty line
+//     id: <session>.<seq>\n
 //     \n
 //   text message containing CR, type "text-json":
 //     event: text-json\n
-//     id: <session>.<seq>\n
-//     data: "<the text as a JSON string literal>"\n\n
+//     data: "<the text as a JSON string literal>"\n
+//     id: <session>.<seq>\n\n
 //     Written by json::append_string: '"' and '\\' escaped, C0 controls as \b \f \n \r \t
 //     or \u00xx, U+2028/U+2029 as \u2028/\u2029, every other character raw (UTF-8).
 //   binary message, type "binary":
 //     event: binary\n
-//     id: <session>.<seq>\n
-//     data: <standard base64 with padding (RFC 4648 §4), empty for an empty message>\n\n
+//     data: <standard base64 with padding (RFC 4648 §4), empty for an empty message>\n
+//     id: <session>.<seq>\n\n
 //   gap (messages from..to are lost; the stream continues after `to`), type "gap":
 //     event: gap\n
-//     id: <session>.<to>\n
-//     data: {"from":<first lost seq>,"to":<last lost seq>}\n\n
+//     data: {"from":<first lost seq>,"to":<last lost seq>}\n
+//     id: <session>.<to>\n\n
 //   reset (the requested session is unknown; `session` is the new one), type "reset":
 //     event: reset\n
 //     data: {"session":"<new session>","reason":"<reason>"}\n\n
-//   close (the backend closed; always the last event of a session), type "close":
+//   close (the session ended; always the last event of a session), type "close":
 //     event: close\n
-//     data: {"code":<close code>,"reason":"<reason>"}\n\n
+//     data: {"code":<close code>,"reason":"<reason>"}\n
+//     id: <session>.<close seq>\n\n
+//     The close has a position of its own, one past the last message (<close seq> = last
+//     seq + 1), so a reconnect's Last-Event-ID tells whether the client saw it (issue 10).
 //   heartbeat (a comment; EventSource dispatches nothing):
 //     :\n\n
 //
@@ -116,10 +126,13 @@ void append_gap(std::string& out, std::string_view session, std::uint64_t from, 
 /// announce of the new session does. Postcondition: one complete event of type "reset".
 void append_reset(std::string& out, std::string_view session, std::string_view reason);
 
-/// Appends a close event with the backend's close `code` and `reason` (any bytes; JSON-escaped,
-/// valid UTF-8 expected as RFC 6455 §5.5.1 requires). Postcondition: one complete event of type
-/// "close". Never fails.
-void append_close(std::string& out, std::uint16_t code, std::string_view reason);
+/// Appends a close event with the session's close `code` and `reason` (any bytes; JSON-escaped,
+/// valid UTF-8 expected as RFC 6455 §5.5.1 requires) at position `seq` of `session` (one past
+/// the session's last message). It moves EventSource's reconnect id to "<session>.<seq>", so a
+/// reconnect shows that the client saw the close. Precondition: is_session_id(session).
+/// Postcondition: one complete event of type "close". Never fails.
+void append_close(std::string& out, std::string_view session, std::uint64_t seq,
+                  std::uint16_t code, std::string_view reason);
 
 /// Appends a heartbeat: the comment line ":" and a blank line (3 bytes). EventSource dispatches
 /// nothing and keeps all its state. Never fails.

@@ -89,7 +89,7 @@ void SseTransport::pump() {
         return;
     }
     if (const auto& close = session_->close_info(); close && cursor_ >= replay.last_seq()) {
-        append_close(out_, close->code, close->reason);
+        append_close(out_, id, session_->close_seq(), close->code, close->reason);
         write(out_);
         out_.clear();
         end(true);
@@ -114,11 +114,14 @@ void SseTransport::on_replaced() {
 }
 
 void SseTransport::on_session_gone() {
-    // Deliver what we can and the final close, then end.
+    // Deliver what we can and the final close, then end. The close carries the position after
+    // the last message, so it is written only when every message before it was: a client that
+    // missed some must not learn a position past them (it reconnects instead).
     pump();
     if (!ended_ && session_ != nullptr) {
-        if (const auto& close = session_->close_info()) {
-            append_close(out_, close->code, close->reason);
+        const auto& close = session_->close_info();
+        if (close && cursor_ >= session_->replay().last_seq()) {
+            append_close(out_, session_->id(), session_->close_seq(), close->code, close->reason);
             write(out_);
             out_.clear();
         }

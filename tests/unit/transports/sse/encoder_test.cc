@@ -163,12 +163,12 @@ FieldCounts counts_for(const Message& m) {
 
 constexpr FieldCounts kAnnounceCounts{.data = 1, .event = 1, .id = 1, .retry = 1, .blank = 1};
 constexpr FieldCounts kGapCounts{.data = 1, .event = 1, .id = 1, .blank = 1};
-constexpr FieldCounts kCloseCounts{.data = 1, .event = 1, .blank = 1};
+constexpr FieldCounts kCloseCounts{.data = 1, .event = 1, .id = 1, .blank = 1};
 constexpr FieldCounts kHeartbeatCounts{.comments = 1, .blank = 1};
 constexpr std::uint64_t kGapLength = 10;
 
 // A whole session stream: announce, `messages` with seqs 1..n, a heartbeat, a gap of
-// kGapLength messages after them, and a close.
+// kGapLength messages after them, and a close at the position after the gap.
 std::string encode_stream(const std::vector<Message>& messages) {
     std::string out;
     append_announce(out, {kSession, kSendUrl, 25000, 0, 3000, {}});
@@ -178,7 +178,7 @@ std::string encode_stream(const std::vector<Message>& messages) {
     }
     append_heartbeat(out);
     append_gap(out, kSession, seq + 1, seq + kGapLength);
-    append_close(out, 1000, "bye");
+    append_close(out, kSession, seq + kGapLength + 1, 1000, "bye");
     return out;
 }
 
@@ -206,10 +206,10 @@ void check_stream(const ParseResult& r, const std::vector<Message>& messages) {
         "{\"from\":" + std::to_string(n + 1) + ",\"to\":" + std::to_string(n + kGapLength) + "}";
     CHECK(r.events[n + 1] == SseEvent{"gap", gap, id_of(n + kGapLength)});
     CHECK(r.events[n + 2] ==
-          SseEvent{"close", R"({"code":1000,"reason":"bye"})", id_of(n + kGapLength)});
+          SseEvent{"close", R"({"code":1000,"reason":"bye"})", id_of(n + kGapLength + 1)});
     CHECK(r.counts == expected);
     CHECK(r.retry == 3000u);
-    CHECK(r.last_event_id == id_of(n + kGapLength));
+    CHECK(r.last_event_id == id_of(n + kGapLength + 1));
     CHECK(r.at_event_boundary);
 }
 
@@ -308,39 +308,43 @@ std::vector<Message> single_byte_messages() {
 } // namespace
 
 TEST_CASE("sse encoder: each event kind has the documented bytes") {
-    CHECK(encode(7, text("hello")) == "id: a1-Zx_9Q.7\ndata: hello\n\n");
-    CHECK(encode(7, text("")) == "id: a1-Zx_9Q.7\ndata: \n\n");
-    CHECK(encode(7, text("a\nb\n")) == "id: a1-Zx_9Q.7\ndata: a\ndata: b\ndata: \n\n");
+    // The id line comes last in every event, just before the blank line (issue 10).
+    CHECK(encode(7, text("hello")) == "data: hello\nid: a1-Zx_9Q.7\n\n");
+    CHECK(encode(7, text("")) == "data: \nid: a1-Zx_9Q.7\n\n");
+    CHECK(encode(7, text("a\nb\n")) == "data: a\ndata: b\ndata: \nid: a1-Zx_9Q.7\n\n");
     CHECK(encode(18446744073709551615u, text(" x")) ==
-          "id: a1-Zx_9Q.18446744073709551615\ndata:  x\n\n");
+          "data:  x\nid: a1-Zx_9Q.18446744073709551615\n\n");
     CHECK(encode(7, text("a\r\nb\"\xE2\x80\xA8\x01")) ==
-          "event: text-json\nid: a1-Zx_9Q.7\ndata: \"a\\r\\nb\\\"\\u2028\\u0001\"\n\n");
-    CHECK(encode(7, binary("\0\xFF"s)) == "event: binary\nid: a1-Zx_9Q.7\ndata: AP8=\n\n");
-    CHECK(encode(7, binary("")) == "event: binary\nid: a1-Zx_9Q.7\ndata: \n\n");
+          "event: text-json\ndata: \"a\\r\\nb\\\"\\u2028\\u0001\"\nid: a1-Zx_9Q.7\n\n");
+    CHECK(encode(7, text("a\nb\rc")) ==
+          "event: text-json\ndata: \"a\\nb\\rc\"\nid: a1-Zx_9Q.7\n\n");
+    CHECK(encode(7, binary("\0\xFF"s)) == "event: binary\ndata: AP8=\nid: a1-Zx_9Q.7\n\n");
+    CHECK(encode(7, binary("")) == "event: binary\ndata: \nid: a1-Zx_9Q.7\n\n");
 
     std::string out = "kept";
     append_announce(out, {kSession, "/s?a=\"1\"", 25000, 42, 3000, {}});
     CHECK(out ==
           "kept"
-          "retry: 3000\nevent: session\nid: a1-Zx_9Q.42\n"
+          "retry: 3000\nevent: session\n"
           "data: {\"session\":\"a1-Zx_9Q\",\"send\":\"/s?a=\\\"1\\\"\",\"heartbeat_ms\":25000,"
-          "\"last_seq\":42}\n\n");
+          "\"last_seq\":42}\nid: a1-Zx_9Q.42\n\n");
     out.clear();
     append_announce(out, {kSession, "/s", 25000, 0, 3000, "chat.v2"});
     CHECK(out ==
-          "retry: 3000\nevent: session\nid: a1-Zx_9Q.0\n"
+          "retry: 3000\nevent: session\n"
           "data: {\"session\":\"a1-Zx_9Q\",\"send\":\"/s\",\"heartbeat_ms\":25000,"
-          "\"last_seq\":0,\"protocol\":\"chat.v2\"}\n\n");
+          "\"last_seq\":0,\"protocol\":\"chat.v2\"}\nid: a1-Zx_9Q.0\n\n");
     out.clear();
     append_gap(out, kSession, 5, 9);
-    CHECK(out == "event: gap\nid: a1-Zx_9Q.9\ndata: {\"from\":5,\"to\":9}\n\n");
+    CHECK(out == "event: gap\ndata: {\"from\":5,\"to\":9}\nid: a1-Zx_9Q.9\n\n");
     out.clear();
     append_reset(out, "new-S_1", "unknown session");
     CHECK(out ==
           "event: reset\ndata: {\"session\":\"new-S_1\",\"reason\":\"unknown session\"}\n\n");
     out.clear();
-    append_close(out, 1011, "oops\n\"x\"");
-    CHECK(out == "event: close\ndata: {\"code\":1011,\"reason\":\"oops\\n\\\"x\\\"\"}\n\n");
+    append_close(out, kSession, 12, 1011, "oops\n\"x\"");
+    CHECK(out == "event: close\ndata: {\"code\":1011,\"reason\":\"oops\\n\\\"x\\\"\"}\n"
+                 "id: a1-Zx_9Q.12\n\n");
     out.clear();
     append_heartbeat(out);
     CHECK(out == ":\n\n");
@@ -476,7 +480,7 @@ TEST_CASE("sse encoder: backend bytes cannot inject a field, an event or an id")
 
         stream.clear();
         append_reset(stream, "S2", attack);
-        append_close(stream, 4000, attack);
+        append_close(stream, "S2", 8, 4000, attack);
         const auto r = test_support::parse_whole(stream);
         REQUIRE(r.events.size() == 2);
         CHECK(r.events[0].type == "reset");
@@ -490,11 +494,86 @@ TEST_CASE("sse encoder: backend bytes cannot inject a field, an event or an id")
             const std::string_view quoted =
                 std::string_view(e.data).substr(prefix.size(), e.data.size() - prefix.size() - 1);
             CHECK(json_string(quoted) == attack);
-            CHECK(e.last_event_id.empty());
         }
-        CHECK(r.counts == FieldCounts{.data = 2, .event = 2, .blank = 2});
+        CHECK(r.events[0].last_event_id.empty());
+        CHECK(r.events[1].last_event_id == "S2.8");
+        CHECK(r.counts == FieldCounts{.data = 2, .event = 2, .id = 1, .blank = 2});
         CHECK_FALSE(r.retry.has_value());
     }
+}
+
+namespace {
+
+// The last event id of a client that adopts an `id` field as soon as it has read the line (npm
+// eventsource 2.x), instead of at dispatch as WHATWG says. The encoder writes LF line ends
+// only and every payload line starts with "data: ", so splitting at LF is exact here.
+std::string eager_last_event_id(std::string_view prefix) {
+    std::string id;
+    for (std::size_t line = 0;;) {
+        const std::size_t end = prefix.find('\n', line);
+        if (end == std::string_view::npos) {
+            return id;
+        }
+        const std::string_view l = prefix.substr(line, end - line);
+        if (l.starts_with("id: ")) {
+            id.assign(l.substr(4));
+        }
+        line = end + 1;
+    }
+}
+
+} // namespace
+
+TEST_CASE("issue 10: a stream cut at any byte offset never advances the id past an event "
+          "the client did not dispatch") {
+    // Every event kind that carries an id, and messages of every shape.
+    std::string stream;
+    append_announce(stream, {kSession, kSendUrl, 25000, 0, 3000, {}});
+    const std::vector<Message> messages = {text("one"), text("a\nb\n\nc"), text(""),
+                                           text("cr\r\nlf"), binary("\0\x01\xFF"s),
+                                           text("id: 99\ndata: x")};
+    std::uint64_t seq = 0;
+    for (const Message& m : messages) {
+        append_message(stream, kSession, ++seq, m.binary, as_span(m.payload));
+    }
+    append_heartbeat(stream);
+    append_gap(stream, kSession, seq + 1, seq + 3);
+    append_reset(stream, "other", "x");
+    append_close(stream, kSession, seq + 4, 4001, "kicked");
+    const ParseResult whole = test_support::parse_whole(stream);
+    REQUIRE(whole.events.size() == messages.size() + 4);
+    const std::size_t with_id = whole.events.size() - 1; // all but the reset
+
+    std::size_t eager_ahead = 0;
+    for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+        CAPTURE(cut);
+        const std::string_view prefix = std::string_view(stream).substr(0, cut);
+        test_support::EventSourceParser p;
+        p.feed(prefix);
+        // WHATWG: what was dispatched is a prefix of the whole stream's events, and the id a
+        // reconnect would send is that of the last one dispatched, never a later one.
+        const auto& got = p.events();
+        REQUIRE(got.size() <= whole.events.size());
+        CHECK(std::equal(got.begin(), got.end(), whole.events.begin()));
+        const std::string dispatched = got.empty() ? "" : got.back().last_event_id;
+        CHECK(p.last_event_id() == dispatched);
+        // An eager client may be ahead only between an id line and the blank line that ends
+        // its event: the id line is the event's last, so every data line was read by then.
+        const std::string eager = eager_last_event_id(prefix);
+        if (eager != dispatched) {
+            ++eager_ahead;
+            REQUIRE(cut >= 2);
+            CHECK(stream[cut - 1] == '\n');
+            CHECK(stream[cut] == '\n');
+            const std::size_t line = stream.rfind('\n', cut - 2);
+            CHECK(std::string_view(stream).substr(line + 1, 4) == "id: ");
+            // And it names the very next event, the one whose blank line is next.
+            REQUIRE(got.size() < whole.events.size());
+            CHECK(eager == whole.events[got.size()].last_event_id);
+        }
+    }
+    // Exactly one such offset per event with an id.
+    CHECK(eager_ahead == with_id);
 }
 
 TEST_CASE("sse encoder: announce sets retry and the reconnect id; gap moves it past the gap") {
