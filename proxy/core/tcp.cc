@@ -36,6 +36,7 @@ struct TcpStream::Impl final : HandleOwner, BatchedSender {
     bool is_reading = false;
     bool above_high = false;
     bool write_failed = false;
+    bool read_failed = false;     ///< a read reported an error (ECONNRESET...): the peer is gone
     bool closing = false;         ///< close() called: no more handler callbacks
     bool handle_closing = false;  ///< uv_close() called
     bool flushing = false;        ///< Flush close in progress
@@ -79,6 +80,8 @@ struct TcpStream::Impl final : HandleOwner, BatchedSender {
     void maybe_finish_flush();
     void start_shutdown();
     void close_handle() noexcept;
+    void fail_read(int status);
+    void fail_write(int status);
     bool try_write_now(std::span<const std::span<const std::byte>> pieces);
 };
 
@@ -120,7 +123,8 @@ void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
     auto* chunk = reinterpret_cast<std::byte*>(buf->base);
     BufferPool& pool = impl->loop.buffers();
     if (impl->closing) {
-        // Flush close: discard input until the peer's FIN (lingering close).
+        // Flush close: discard input until the peer's FIN (lingering close), or until it
+        // resets, which ends the close at once as well (issue 10).
         if (nread < 0) {
             impl->close_handle();
         }
@@ -131,18 +135,15 @@ void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
         if (impl->handler != nullptr) {
             impl->handler->on_read({chunk, static_cast<std::size_t>(nread)});
         }
-    } else if (nread < 0) {
+    } else if (nread == UV_EOF) {
         impl->is_reading = false;
         uv_read_stop(stream);
         impl->want_read = false;
         if (impl->handler != nullptr) {
-            if (nread == UV_EOF) {
-                impl->handler->on_read_end(nullptr);
-            } else {
-                Error e{Code::Io, Side::Internal, uv_err_name(static_cast<int>(nread))};
-                impl->handler->on_read_end(&e);
-            }
+            impl->handler->on_read_end(nullptr);
         }
+    } else if (nread < 0) {
+        impl->fail_read(static_cast<int>(nread));
     }
     pool.give_back(chunk);
 }
@@ -155,17 +156,7 @@ void write_cb(uv_write_t* req, int status) noexcept {
     }
     impl->in_flight = nullptr;
     if (status < 0) {
-        impl->write_failed = true;
-        impl->queue.clear();
-        impl->queued_bytes = 0;
-        if (impl->closing) {
-            impl->close_handle();
-            return;
-        }
-        if (impl->handler != nullptr) {
-            Error e{Code::Io, Side::Internal, uv_err_name(status)};
-            impl->handler->on_write_error(e);
-        }
+        impl->fail_write(status);
         return;
     }
     impl->on_written(w->bytes);
@@ -206,6 +197,33 @@ void TcpStream::Impl::update_reading() noexcept {
         uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
         is_reading = false;
     }
+}
+
+// A failed connection (reset, broken pipe) never sends the FIN that a Flush close waits for,
+// and libuv may not deliver any further read on it: holding the socket until the flush
+// deadline cost one fd per reset client for 5 s (issue 10). So a failure closes the socket at
+// once, after the owner was told; a close() the owner makes later finds it closed.
+void TcpStream::Impl::fail_read(int status) {
+    is_reading = false;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+    want_read = false;
+    read_failed = true;
+    if (handler != nullptr) {
+        Error e{Code::Io, Side::Internal, uv_err_name(status)};
+        handler->on_read_end(&e);
+    }
+    close_handle();  // the owner may have destroyed the TcpStream: the Impl lives on (owner_gone)
+}
+
+void TcpStream::Impl::fail_write(int status) {
+    write_failed = true;
+    queue.clear();
+    queued_bytes = 0;
+    if (handler != nullptr && !closing) {
+        Error e{Code::Io, Side::Internal, uv_err_name(status)};
+        handler->on_write_error(e);
+    }
+    close_handle();
 }
 
 bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> pieces) {
@@ -344,6 +362,9 @@ void TcpStream::Impl::flush_queue() {
         write_failed = true;
         queue.clear();
         queued_bytes = 0;
+        if (closing) {
+            close_handle();  // a Flush close has nothing left to drain
+        }
     }
 }
 
@@ -480,7 +501,7 @@ bool TcpStream::write(std::span<const std::byte> bytes) {
 }
 
 bool TcpStream::writev(std::span<const std::span<const std::byte>> pieces) {
-    if (impl_->closing || impl_->write_failed || impl_->shutdown_pending) {
+    if (impl_->closing || impl_->write_failed || impl_->read_failed || impl_->shutdown_pending) {
         return false;
     }
     return impl_->try_write_now(pieces);
@@ -522,8 +543,10 @@ void TcpStream::close(CloseMode mode) {
     impl->handler = nullptr;
     // A stream still connecting has nothing to flush: cancel the connect so that its callback
     // never runs after close() (libuv reports a Flush-closed connecting stream as connected at
-    // once) and no half-open socket lingers until the flush deadline.
-    if (mode == CloseMode::Abort || impl->write_failed || impl->connecting != nullptr) {
+    // once) and no half-open socket lingers until the flush deadline. A failed stream has no
+    // peer left to flush to (issue 10).
+    if (mode == CloseMode::Abort || impl->write_failed || impl->read_failed ||
+        impl->connecting != nullptr) {
         impl->close_handle();
         return;
     }

@@ -32,13 +32,15 @@ class StreamHandler {
     virtual ~StreamHandler() = default;
     /// Bytes arrived. Writable in place (codecs unmask in place).
     virtual void on_read(std::span<std::byte> bytes) = 0;
-    /// The peer closed its side (EOF) or the connection failed (`error` set, Code::Io).
+    /// The peer closed its side (EOF) or the connection failed (`error` set, Code::Io). After a
+    /// failure the stream closes its socket as soon as this returns, whatever the handler did.
     virtual void on_read_end(const Error* error) = 0;
     /// The write queue went above its high watermark (fires once per crossing).
     virtual void on_write_high() {}
     /// The write queue fell to or below the low watermark after being high.
     virtual void on_write_low() {}
-    /// A write failed (the connection is unusable); fires at most once.
+    /// A write failed (the connection is unusable); fires at most once. The stream closes its
+    /// socket as soon as this returns.
     virtual void on_write_error(const Error& error) = 0;
 };
 
@@ -101,10 +103,12 @@ class TcpStream {
     void shutdown_write();
     /// Closes after the queue drains (Flush, bounded by a 5 s flush deadline) or at once
     /// (Abort). After close() no handler callback fires and the TcpStream may be destroyed at
-    /// once: a Flush close goes on draining on its own.
+    /// once: a Flush close goes on draining on its own. A failed stream (a read or write error,
+    /// also one arriving while a Flush close drains) never lingers: its socket closes at once,
+    /// and a close() after the failure has nothing left to do (issue 10).
     enum class CloseMode : std::uint8_t { Flush, Abort };
     void close(CloseMode mode);
-    /// True once close() was called.
+    /// True once close() was called or the stream closed itself after a failure.
     bool closing() const noexcept;
 
     /// "ip:port" of the peer, or "" when unknown.
