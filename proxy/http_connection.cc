@@ -71,6 +71,12 @@ void HttpConnection::process(std::string_view data) {
         }
         auto r = parser_.feed(std::span<const char>(data.data(), data.size()));
         if (!r) {
+            // With the head complete (a body over max_post_body, say), the request is known:
+            // one to a route that is no upgrade went to the session endpoints, and counts
+            // there like the session's own rejections (issue 10).
+            const http::Request& request = parser_.request();
+            session_request_ = parser_.head_complete() && !ws::wants_websocket(request) &&
+                               !request.upgrade && context_.match(request.path()) != nullptr;
             const auto [status, code] = status_for(r.error().code);
             respond_error(status, code, r.error().context, true, r.error().context);
             return;
@@ -274,7 +280,7 @@ void HttpConnection::end() {
     }
     if (poll_) {
         poll_->cancel();
-        context_.loop().defer_delete(std::move(poll_));
+        drop_poll();
     }
     if (stream_) {
         stream_->close(CloseMode::Flush);

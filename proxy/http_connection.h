@@ -83,6 +83,9 @@ class HttpConnection final : public Closable,
     void start_sse(Session& session, std::uint64_t after, std::optional<std::string> reset);
     void start_poll(Session& session, std::uint64_t ack,
                     std::optional<transports::long_polling::Reset> reset);
+    /// Ends the held poll's life here (answered or abandoned): uncounts it from
+    /// wsbridge_connections{transport="longpoll"} and deletes it at a safe point. Idempotent.
+    void drop_poll();
     // SessionOpener
     void on_session_open() override;
     void on_session_failed(const core::Error& error, unsigned status) override;

@@ -1,6 +1,8 @@
 #include "proxy/session.h"
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 
 #include "proxy/core/log.h"
 #include "proxy/heartbeat.h"
@@ -156,6 +158,11 @@ void Session::on_backend_frame_end(bool message_end) {
     if (!message_end) {
         return;
     }
+    if (close_) {
+        // Nothing follows the close: it holds the position after the last message.
+        assembling_.clear();
+        return;
+    }
     const std::size_t size = assembling_.size();
     std::size_t lost = 0;
     std::string payload;
@@ -203,6 +210,10 @@ void Session::on_backend_gone(const Error* error) {
         // SPEC §5: a backend message over max_message closes the session with 1009.
         code = close_code::kMessageTooBig;
         reason = "backend message too big";
+    } else if (error != nullptr && error->code == Code::InvalidUtf8) {
+        // SPEC §5: invalid UTF-8 closes with 1007, as on the WebSocket relay (issue 10).
+        code = close_code::kInvalidPayload;
+        reason = "backend sent invalid UTF-8";
     } else if (error != nullptr && error->code != Code::Io) {
         code = close_code::kBadGateway;
         reason = "backend protocol error";
@@ -219,7 +230,9 @@ void Session::backend_ended(std::uint16_t code, std::string reason) {
     core::log(LogLevel::Info, "session_backend_closed",
               {{"session", id_}, {"code", static_cast<unsigned>(code)}, {"reason", close_->reason}});
     notify_transport();
-    if (transport_ == nullptr && !ended_) {
+    if (!ended_) {
+        // A closed session stays findable for resume_window from its close, whoever attaches
+        // meanwhile: reconnects learn the close (or get 204), POSTs get session_closed.
         start_resume_timer();
     }
 }
@@ -284,7 +297,9 @@ void Session::attach(transports::Transport& transport) {
     }
     transport_ = &transport;
     transport_full_ = false;
-    resume_timer_.reset();
+    if (!close_) {
+        resume_timer_.reset();  // a closed session's window runs from its close
+    }
     update_backpressure();
 }
 
@@ -295,7 +310,7 @@ void Session::detach(transports::Transport& transport) {
     transport_ = nullptr;
     transport_full_ = false;
     update_backpressure();
-    if (!ended_) {
+    if (!ended_ && !close_) {
         start_resume_timer();
     }
 }
@@ -315,31 +330,41 @@ void Session::on_tick() {
 
 SendOutcome Session::send(std::uint64_t first_seq, std::vector<ClientMessage>& messages) {
     SendOutcome out;
-    if (first_seq > next_client_seq_) {
-        out.kind = SendOutcome::Kind::SeqGap;
-        out.expected_seq = next_client_seq_;
-        return out;
-    }
+    out.expected_seq = next_client_seq_;
+    // A closed session refuses every POST the same way, whatever its seq (issue 10).
     if (close_ || !open_ || !backend_->open()) {
         out.kind = SendOutcome::Kind::Closed;
-        out.expected_seq = next_client_seq_;
         return out;
     }
-    if (backend_->queued_bytes() > limits_.outbound_queue) {
-        out.kind = SendOutcome::Kind::Busy;
-        out.expected_seq = next_client_seq_;
+    if (first_seq > next_client_seq_) {
+        out.kind = SendOutcome::Kind::SeqGap;
         return out;
     }
     // Only messages not sent before count against the rate; a retry costs nothing.
     const std::uint64_t skip = next_client_seq_ - first_seq;
     const std::uint64_t fresh = messages.size() > skip ? messages.size() - skip : 0;
+    const config::Rate& rate = limits_.rate;
+    if (fresh > rate.burst) {
+        // The bucket never holds more than `burst` tokens, so such a batch could never pass
+        // within the rate; accepting it would let one POST exceed the rate without bound.
+        out.kind = SendOutcome::Kind::OverBurst;
+        return out;
+    }
+    if (backend_->queued_bytes() > limits_.outbound_queue) {
+        out.kind = SendOutcome::Kind::Busy;
+        return out;
+    }
     const std::uint64_t now = context_.loop().now();
-    // A batch larger than the burst costs a full bucket, so it can always go through once.
-    const std::uint64_t cost = std::min<std::uint64_t>(fresh, limits_.rate.burst);
-    if (cost > 0 && !rate_.take(now, cost)) {
+    if (fresh > 0 && !rate_.take(now, fresh)) {
         out.kind = SendOutcome::Kind::RateLimited;
-        out.expected_seq = next_client_seq_;
-        out.retry_after_s = (rate_.wait_ms(now) + 999) / 1000;
+        // When the bucket holds all `fresh` tokens: the first one after wait_ms(), each
+        // further one 1/rate later (an upper bound when it holds one already). Whole seconds,
+        // rounded up and at least 1 (issue 10: `Retry-After: 0` made obedient clients retry a
+        // batch hundreds of times a second).
+        const auto more_ms = static_cast<std::uint64_t>(std::min(
+            1e12, std::ceil(static_cast<double>(fresh - 1) * 1000.0 / rate.messages_per_second)));
+        const std::uint64_t wait_ms = rate_.wait_ms(now) + more_ms;
+        out.retry_after_s = std::max<std::uint64_t>(1, (wait_ms + 999) / 1000);
         return out;
     }
     std::uint64_t seq = first_seq;
@@ -362,13 +387,44 @@ SendOutcome Session::send(std::uint64_t first_seq, std::vector<ClientMessage>& m
 }
 
 void Session::close_by_client(std::uint16_t code, std::string_view reason) {
-    if (backend_ && backend_->open() && !close_) {
-        backend_->send_close(code, reason);
+    if (!open_) {
+        // Not open yet: nobody can have learned the id; nothing to keep.
+        if (!close_) {
+            close_ = transports::CloseInfo{code, std::string(reason)};
+        }
+        end("client_closed");
+        return;
     }
-    if (!close_) {
+    if (client_closed_) {
+        return;  // a repeated DELETE
+    }
+    client_closed_ = true;
+    const bool was_closed = close_.has_value();
+    if (!was_closed) {
+        if (backend_ && backend_->open()) {
+            backend_->send_close(code, reason);
+        }
         close_ = transports::CloseInfo{code, std::string(reason)};
     }
-    end("client_closed");
+    tick_timer_.reset();
+    if (backend_) {
+        backend_->close(core::TcpStream::CloseMode::Flush);
+    }
+    // The attached stream or poll gets the close and ends.
+    if (transport_ != nullptr) {
+        transports::Transport* t = transport_;
+        transport_ = nullptr;
+        t->on_session_gone();
+    }
+    // Counted and logged as closed now; the closed session stays findable for resume_window
+    // (from now, or from the backend's earlier close) so that EventSource reconnects get 204,
+    // POSTs session_closed and polls the close, exactly as after a backend close, instead of
+    // a reset and a brand-new backend connection (issue 10). It still counts against
+    // max_sessions until then, which bounds what closed sessions hold.
+    finish(was_closed ? "closed" : "client_closed");
+    if (!was_closed) {
+        start_resume_timer();
+    }
 }
 
 void Session::shutdown(bool going_away) {
@@ -401,6 +457,15 @@ void Session::end(std::string_view why) {
         }
         backend_->close(core::TcpStream::CloseMode::Flush);
     }
+    finish(why);
+    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+}
+
+void Session::finish(std::string_view why) {
+    if (finished_) {
+        return;
+    }
+    finished_ = true;
     core::log(LogLevel::Info, "session_closed",
               {{"session", id_},
                {"route", route_.route->path},
@@ -419,7 +484,6 @@ void Session::end(std::string_view why) {
     m.inc("wsbridge_bytes_total", {{"transport", "session"}, {"direction", "out"}}, bytes_out_);
     m.inc("wsbridge_sessions_closed_total", {{"reason", why}});
     m.gauge_add("wsbridge_sessions", -1);
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
 }
 
 } // namespace proxy

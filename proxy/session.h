@@ -50,9 +50,11 @@ struct ClientMessage {
 
 /// What became of a POST.
 struct SendOutcome {
-    enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, Busy, RateLimited } kind =
+    /// OverBurst: more new messages than the route's `rate.burst` in one POST (413); such a
+    /// batch could never fit in the token bucket.
+    enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, OverBurst, Busy, RateLimited } kind =
         Kind::Accepted;
-    std::uint64_t retry_after_s = 1;  ///< for Busy / RateLimited: when to retry
+    std::uint64_t retry_after_s = 1;  ///< for Busy / RateLimited: when to retry (≥ 1)
     std::uint64_t expected_seq = 0;  ///< next seq the session expects (after this POST)
     std::uint64_t forwarded = 0;     ///< messages forwarded now (duplicates excluded)
 };
@@ -78,10 +80,18 @@ class Session final : public Closable, public transports::SessionView, private B
     /// The next client seq the session expects (1 for a new session).
     std::uint64_t expected_client_seq() const noexcept { return next_client_seq_; }
 
-    /// Client → backend (POST): `first_seq` numbers the first message, the rest follow.
+    /// Client → backend (POST): `first_seq` numbers the first message, the rest follow. All or
+    /// nothing: the messages not sent before are forwarded together, or none is. Checked in this
+    /// order: Closed (the session is closed, whatever the seq), SeqGap, OverBurst, Busy,
+    /// RateLimited.
     SendOutcome send(std::uint64_t first_seq, std::vector<ClientMessage>& messages);
-    /// DELETE: closes the backend with 1000 and ends the session.
+    /// DELETE: closes the backend with `code` and `reason` (unless it closed already), gives the
+    /// attached transport the close and counts the session as closed. The closed session stays
+    /// in the registry for resume_window, like one closed by its backend, so its reconnects
+    /// learn that it is closed instead of opening a new one (issue 10). Idempotent.
     void close_by_client(std::uint16_t code, std::string_view reason);
+    /// True once a DELETE closed the session: every SSE reconnect gets 204.
+    bool closed_by_client() const noexcept { return client_closed_; }
 
     /// Shutdown/drain (Closable): transports end, backend gets 1001.
     void shutdown(bool going_away) override;
@@ -116,8 +126,10 @@ class Session final : public Closable, public transports::SessionView, private B
     void start_resume_timer();
     void on_tick();
     /// Removes the session from the registry, tells the transport, closes the backend,
-    /// logs one line and defers deletion.
+    /// finishes (unless done before) and defers deletion.
     void end(std::string_view why);
+    /// Logs the session_closed line and adds the session's counters, once.
+    void finish(std::string_view why);
 
     Context& context_;
     const RouteRuntime& route_;
@@ -151,6 +163,8 @@ class Session final : public Closable, public transports::SessionView, private B
     bool paused_ = false;
     bool transport_full_ = false;
     bool ended_ = false;
+    bool client_closed_ = false;  ///< a DELETE closed it
+    bool finished_ = false;       ///< finish() ran
 };
 
 /// A new session id: 128 random bits, URL-safe base64 (22 characters), prefixed by

@@ -54,10 +54,17 @@ std::optional<std::uint64_t> parse_u64(std::string_view text) {
     return v;
 }
 
-/// Keeps a client's admission slot alive for as long as its SSE stream lives.
+/// Keeps a client's admission slot alive for as long as its SSE stream lives, and counts the
+/// stream in wsbridge_connections{transport="sse"} meanwhile (issue 10).
 struct SlotTicket final : core::DeferredDeletable {
-    explicit SlotTicket(ClientSlot s) : slot(std::move(s)) {}
+    SlotTicket(ClientSlot s, Metrics& m) : slot(std::move(s)), metrics(m) {
+        metrics.gauge_add("wsbridge_connections", 1, {{"transport", "sse"}});
+    }
+    ~SlotTicket() override { metrics.gauge_add("wsbridge_connections", -1, {{"transport", "sse"}}); }
+    SlotTicket(const SlotTicket&) = delete;
+    SlotTicket& operator=(const SlotTicket&) = delete;
     ClientSlot slot;
+    Metrics& metrics;
 };
 
 } // namespace
@@ -236,9 +243,12 @@ HttpConnection::Next HttpConnection::handle_sse(const RouteRuntime& route) {
         context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "sse"}});
         return open_session(route, kOpenSse, id ? "unknown session" : "invalid Last-Event-ID");
     }
-    if (session->close_info() && id->seq >= session->replay().last_seq()) {
-        // The session ended and the client has everything, the close included: 204 tells
-        // EventSource to stop reconnecting (WHATWG: any status but 200 fails the connection).
+    if (session->close_info() && (session->closed_by_client() || id->seq >= session->close_seq())) {
+        // The session is closed and the client knows it: it closed the session itself (DELETE),
+        // or its position is the close's own (the close event's id). 204 tells EventSource to
+        // stop reconnecting (WHATWG: any status but 200 fails the connection) and opens
+        // nothing. A client that has not seen the close gets what it missed and the close
+        // (issue 10: the close is never assumed seen because every message was).
         respond(204, cors_headers(), {}, true);
         return Next::Stop;
     }
@@ -276,7 +286,7 @@ void HttpConnection::start_sse(Session& session, std::uint64_t after,
     auto* sse = new transports::sse::SseTransport(context_.loop(), std::move(stream_), session,
                                                   after, std::move(options));
     // The stream keeps this connection's admission slot until it ends.
-    sse->hold(std::make_unique<SlotTicket>(std::move(slot_)));
+    sse->hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics()));
     session.attach(*sse);
     sse->start();
     // The socket belongs to the stream now; this connection is done.
@@ -326,6 +336,8 @@ void HttpConnection::start_poll(Session& session, std::uint64_t ack,
     poll_ = std::make_unique<lp::PollTransport>(context_.loop(), session, ack, std::move(reset),
                                                 plan.ping_after,
                                                 static_cast<lp::PollResponder&>(*this));
+    // Counted while attached: until its answer or its client's departure (drop_poll()).
+    context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "longpoll"}});
     session.attach(*poll_);
     poll_->start();
 }
@@ -336,12 +348,18 @@ void HttpConnection::respond_poll(std::string body) {
     }
     auto headers = std::move(poll_cors_);
     headers.emplace_back("Content-Type", "application/json");
-    if (poll_) {
-        // The transport is still on the stack: delete it at a safe point.
-        context_.loop().defer_delete(std::move(poll_));
-    }
+    drop_poll();
     respond(200, std::move(headers), body, poll_close_);
     resume_after_wait();
+}
+
+void HttpConnection::drop_poll() {
+    if (!poll_) {
+        return;
+    }
+    context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "longpoll"}});
+    // The transport may still be on the stack: delete it at a safe point.
+    context_.loop().defer_delete(std::move(poll_));
 }
 
 HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
@@ -430,6 +448,11 @@ HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
                       {{"X-Expected-Seq", std::to_string(out.expected_seq)}});
     case SendOutcome::Kind::Closed:
         return reject(404, "session_closed", "The session's backend connection is closed.");
+    case SendOutcome::Kind::OverBurst:
+        return reject(413, "payload_too_large",
+                      "A POST may carry at most the route's rate burst (" +
+                          std::to_string(route.route->limits.rate.burst) +
+                          ") of new messages; send the rest from next_seq.");
     case SendOutcome::Kind::Busy:
         return reject(429, "busy", "The backend is not keeping up; retry later.",
                       {{"Retry-After", std::to_string(out.retry_after_s)}});

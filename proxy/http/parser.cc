@@ -288,7 +288,8 @@ core::Result<FeedResult> RequestParser::feed(std::span<const char> data) {
     }
     auto r = execute(*state_, data, false);
     head_complete_ = state_->head_done;
-    if (r && r->complete) {
+    if (head_complete_ && request_.method.empty()) {
+        // Known from the head on, so an error in the body (413) can still name it.
         request_.method = llhttp_method_name(static_cast<llhttp_method_t>(state_->parser.method));
     }
     return r;

@@ -56,7 +56,8 @@ class RequestParser {
     /// is the next message (or WebSocket bytes after an upgrade). After an error the parser
     /// must be reset() or discarded.
     core::Result<FeedResult> feed(std::span<const char> data);
-    /// The request being parsed (complete once feed() said so).
+    /// The request being parsed (complete once feed() said so; head fields, the method
+    /// included, are set once head_complete(), so an error in the body can name them).
     Request& request() noexcept { return request_; }
     const Request& request() const noexcept { return request_; }
     /// True once any byte of the current request was consumed.

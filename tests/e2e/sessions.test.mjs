@@ -14,16 +14,19 @@
 //    retried seq; a refused POST consumes no seq.
 //  - Each reconnect's stream starts with a new announce whose `id` is the resume position, so
 //    a reconnect without any new event resumes at the same place.
-//  - A session whose backend closed, reconnected to with the id of its last message, gets 204
-//    (EventSource stops reconnecting); with an older id it gets the missing messages and the
-//    close again.
+//  - The close event has a position of its own, one past the last message (issue 10). A session
+//    whose backend closed, reconnected to with the id of its close event, gets 204 (EventSource
+//    stops reconnecting); with an older id, even that of its last message, it gets the missing
+//    messages and the close again.
 //  - A connected SSE client is never handed a gap: SPEC §3 "Backpressure: … stops reading the
 //    backend socket before any buffer limit is hit". Gaps only concern a client that was away.
 //  - CORS: a disallowed Origin gets 403 on every request of a session, the preflight included,
 //    and no Access-Control-* header; a request without Origin passes (non-browser) and gets no
 //    Access-Control-Allow-Origin.
 //  - DELETE ends the session: the backend gets close 1000; a held poll is answered at once with
-//    the close, an SSE stream gets a close event (code 1000) and ends.
+//    the close, an SSE stream gets a close event (code 1000) and ends. For resume_window the
+//    closed session then answers like one its backend closed (issue 10): every SSE reconnect
+//    gets 204, POSTs get 404 session_closed, polls get the close.
 //  - A Last-Event-ID naming a live session of another route is "unknown" there (reset).
 //  - A client that goes away is noticed by the proxy on its own (EOF), so resume_window counts
 //    from the disconnect, not from the proxy's next write to the dead socket.
@@ -33,9 +36,12 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import http from 'node:http';
+import { WebSocketServer } from 'ws';
 
 import { startBackend, startProxy, proxyConfig, proxySkip, withTimeout, sleep } from './lib/harness.mjs';
+import { httpRequest, metricDelta, metricSum, scrape } from './lib/hostile.mjs';
 import { SseClient, EventStreamParser, parseEventStream } from './lib/sse.mjs';
 
 const skip = proxySkip();
@@ -45,6 +51,7 @@ const FAST = { messages_per_second: 100000, burst: 100000 }; // rate that never 
 
 let backend;
 let proxy;
+let ctl; // a backend each test drives by hand (startControlBackend)
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
@@ -198,6 +205,56 @@ async function backendCloses(path, before, count = 1, ms = 4000) {
     await sleep(50);
   }
 }
+/**
+ * A Node `ws` backend that a test drives by hand: every connection is recorded ({ws, url,
+ * received: [{data, isBinary}], closed: {code, reason} | null}); the test sends, closes and
+ * checks what arrived. It does not check UTF-8 itself (skipUTF8Validation), so it records
+ * exactly what the proxy forwards, and it can send text that is not UTF-8.
+ */
+async function startControlBackend() {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, skipUTF8Validation: true });
+  await once(wss, 'listening');
+  const conns = [];
+  const waiters = new Set();
+  const wake = () => { for (const w of [...waiters]) w(); };
+  wss.on('connection', (ws, req) => {
+    const c = { ws, url: req.url, received: [], closed: null };
+    ws.on('message', (data, isBinary) => {
+      c.received.push({ data: Buffer.from(data), isBinary });
+      wake();
+    });
+    ws.on('close', (code, reason) => {
+      c.closed = { code, reason: reason.toString() };
+      wake();
+    });
+    ws.on('error', () => {});
+    conns.push(c);
+    wake();
+  });
+  const waitFor = (pred, ms, what) => withTimeout(new Promise((resolve) => {
+    const check = () => {
+      const v = pred();
+      if (v) {
+        waiters.delete(check);
+        resolve(v);
+      }
+    };
+    waiters.add(check);
+    check();
+  }), ms, what);
+  return {
+    port: wss.address().port,
+    conns,
+    waitFor,
+    /** The connection opened after `count` connections existed. */
+    nth: (count, ms = 3000) => waitFor(() => conns[count], ms, `backend connection #${count + 1}`),
+    close: () => new Promise((resolve) => {
+      for (const c of conns) c.ws.terminate();
+      wss.close(() => resolve());
+    }),
+  };
+}
+
 /** The proxy's log lines mentioning `needle` (for failure messages). */
 const proxyLog = (needle) => proxy.stderr().split('\n').filter((l) => l.includes(needle)).join('\n') || `(no proxy log line mentions ${needle})`;
 const closeCount = async (path) => (await backendStats()).closes.filter((c) => c.path === path).length;
@@ -255,6 +312,8 @@ describe('event-stream parser (lib/sse.mjs)', () => {
 describe('sessions', { skip }, () => {
   before(async () => {
     backend = await startBackend({ label: 'sessions-backend' });
+    ctl = await startControlBackend();
+    const ctlUrl = (p) => `ws://127.0.0.1:${ctl.port}${p}`;
     proxy = await startProxy(proxyConfig([
       { path: '/echo', backend: backend.url('/echo'), rate: FAST },
       { path: '/stream', backend: backend.url('/stream'), rate: FAST },
@@ -268,10 +327,14 @@ describe('sessions', { skip }, () => {
       { path: '/cors', backend: backend.url('/echo'), origins: ['http://app.example'] },
       { path: '/short', backend: backend.url('/chat'), resume_window: '1s' },
       { path: '/toobig', backend: backend.url('/headers'), max_message: 100, outbound_queue: '1k', replay_buffer: '1k' },
+      { path: '/ctl', backend: ctlUrl('/ctl'), rate: FAST },
+      { path: '/ctlshort', backend: ctlUrl('/ctlshort'), resume_window: '1s', rate: FAST },
+      { path: '/rate', backend: backend.url('/echo'), rate: { messages_per_second: 1, burst: 5 } },
     ]), { label: 'sessions-proxy' });
   });
   after(async () => {
     await proxy?.stop();
+    await ctl?.close();
     await backend?.stop();
   });
 
@@ -296,7 +359,7 @@ describe('sessions', { skip }, () => {
         assert.equal(es.retry, 1000, 'retry field in the announce');
         // Byte-exact announce, as documented in transports/sse/encoder.h.
         assert.equal(es.raw().toString('utf8'),
-          `retry: 1000\nevent: session\nid: ${data.session}.0\ndata: ${JSON.stringify(data)}\n\n`);
+          `retry: 1000\nevent: session\ndata: ${JSON.stringify(data)}\nid: ${data.session}.0\n\n`);
         // A second stream gets another session.
         const other = await sseOpen('/echo');
         assert.notEqual(other.session, data.session);
@@ -385,7 +448,7 @@ describe('sessions', { skip }, () => {
         assert.ok(!es.events.some((e) => e.type === 'evil' || e.lastEventId === '666'), 'no injected event or id');
         // Byte level: the raw text of the injection case has every line prefixed by "data: ".
         const raw = es.raw().toString('utf8');
-        assert.ok(raw.includes(`id: ${session}.10\ndata: data: injected\ndata: \ndata: event: evil\ndata: id: 666\n\n`));
+        assert.ok(raw.includes(`\n\ndata: data: injected\ndata: \ndata: event: evil\ndata: id: 666\nid: ${session}.10\n\n`));
         assert.ok(!raw.includes('\r'), 'the proxy never writes CR');
       } finally {
         es.close();
@@ -518,7 +581,9 @@ describe('sessions', { skip }, () => {
         assert.deepEqual(JSON.parse(close.data), { code: 4001, reason: 'bye' });
         await es.waitForEnd(3000);
         assert.equal(es.events.length, 2, 'the close is the last event');
-        assert.equal(es.lastEventId, `${session}.0`);
+        // The close has its own position, one past the last message (none here).
+        assert.equal(close.lastEventId, `${session}.1`);
+        assert.equal(es.lastEventId, `${session}.1`);
         const again = await es.reconnect();
         assert.equal(again.status, 204, 'EventSource must stop reconnecting');
         await es.waitForEnd(3000);
@@ -535,6 +600,7 @@ describe('sessions', { skip }, () => {
         const [, m, close] = await es.waitForEvents(3, 3000);
         assert.deepEqual([m.type, m.data, m.lastEventId], ['message', 'last words', `${session}.1`]);
         assert.deepEqual([close.type, JSON.parse(close.data)], ['close', { code: 4001, reason: 'bye' }]);
+        assert.equal(close.lastEventId, `${session}.2`, 'the close is at the position after the message');
         await es.waitForEnd(3000);
         // A client that missed the message gets it, then the close again.
         const late = new SseClient(proxy.port, '/close?code=4001&reason=bye&after=message', { lastEventId: `${session}.0` });
@@ -543,9 +609,9 @@ describe('sessions', { skip }, () => {
         await late.waitForEnd(3000);
         assert.deepEqual(lc.events.map((e) => [e.type, e.type === 'session' ? JSON.parse(e.data).last_seq : e.data]),
           [['session', 0], ['message', 'last words'], ['close', '{"code":4001,"reason":"bye"}']]);
-        // The client that has everything: 204.
+        // The client that has everything, the close included: 204.
         const done = await es.reconnect();
-        assert.equal(es.connections[1].requestHeaders['Last-Event-ID'], `${session}.1`);
+        assert.equal(es.connections[1].requestHeaders['Last-Event-ID'], `${session}.2`);
         assert.equal(done.status, 204);
       } finally {
         es.close();
@@ -977,7 +1043,7 @@ describe('sessions', { skip }, () => {
       }
       assert.equal(closes.length, before + 1, 'the backend saw one close');
       assert.equal(closes.at(-1).code, 1000);
-      assertError(await post(s.send, 1, 'late'), 404, 'unknown_session', 'POST after DELETE');
+      assertError(await post(s.send, 1, 'late'), 404, 'session_closed', 'POST after DELETE');
       // A held poll of a deleted session is answered at once with the close.
       const s2 = await lpOpen('/del');
       const first = await lpPoll(s2.poll, 0); // the /headers backend's JSON message
@@ -1091,6 +1157,341 @@ describe('sessions', { skip }, () => {
       await postOk(s.send, 1, 'good');
       const { messages } = await lpCollect(s.poll, 1);
       assert.deepEqual(messages, [{ seq: 1, text: 'good' }]);
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------
+  describe('issue 10', () => {
+    /** Opens an SSE stream on a /ctl route: {es, session, send, c (its backend connection)}. */
+    async function ctlSse(path = '/ctl') {
+      const count = ctl.conns.length;
+      const s = await sseOpen(path);
+      return { ...s, c: await ctl.nth(count) };
+    }
+
+    const sseStatus = async (path, lastEventId) => {
+      const es = new SseClient(proxy.port, path, { lastEventId });
+      try {
+        const conn = await es.connect();
+        await es.waitForEnd(3000);
+        return conn;
+      } finally {
+        es.close();
+      }
+    };
+
+    test('issue 10: after DELETE, SSE reconnects get 204 and open nothing; POSTs get session_closed; polls get the close', { timeout: T }, async () => {
+      const CLOSE = { code: 1000, reason: 'client closed the session' };
+      const before = ctl.conns.length;
+      // 1. DELETE while the stream is attached.
+      const a = await ctlSse();
+      try {
+        a.c.ws.send('m1');
+        await a.es.waitForEvents(2, 3000);
+        assert.equal((await request('DELETE', a.send)).status, 204);
+        const close = await a.es.waitForEvent((e) => e.type === 'close', 3000, 'the close event');
+        assert.deepEqual(JSON.parse(close.data), CLOSE);
+        assert.equal(close.lastEventId, `${a.session}.2`, 'the close is at the position after m1');
+        await a.es.waitForEnd(3000);
+        await ctl.waitFor(() => a.c.closed, 3000, 'the backend close');
+        assert.equal(a.c.closed.code, 1000);
+        // EventSource's own reconnect (Last-Event-ID of the close), a stale id, a new EventSource
+        // resuming by URL: all 204, which makes an EventSource stop.
+        const again = await a.es.reconnect();
+        assert.equal(again.requestHeaders['Last-Event-ID'], `${a.session}.2`);
+        assert.equal(again.status, 204, `reconnect after DELETE\n${proxyLog(a.session)}`);
+        assert.equal((await sseStatus('/ctl', `${a.session}.0`)).status, 204, 'a stale Last-Event-ID');
+        assert.equal((await sseStatus('/ctl', `${a.session}.1`)).status, 204, 'the id of the last message');
+        assert.equal((await sseStatus(`/ctl?session=${a.session}&ack=0`)).status, 204, 'resume by URL');
+        // POSTs, whatever their seq, get session_closed; a second DELETE is still 204.
+        assertError(await post(a.send, 1, 'late'), 404, 'session_closed', 'POST seq 1 after DELETE');
+        assertError(await post(a.send, 9, 'late'), 404, 'session_closed', 'POST seq 9 after DELETE');
+        assert.equal((await request('DELETE', a.send)).status, 204, 'a repeated DELETE');
+        // A poll gets what it has not acknowledged and the close, as after a backend close.
+        assert.equal((await lpPoll(a.send, 0)).body, `{"messages":[{"seq":1,"text":"m1"}],"close":${JSON.stringify(CLOSE)}}`);
+        assert.equal((await lpPoll(a.send, 1)).body, `{"messages":[],"close":${JSON.stringify(CLOSE)}}`);
+      } finally {
+        a.es.close();
+      }
+      // 2. DELETE while the SSE client is away (it had seen m1, not the close).
+      const b = await ctlSse();
+      try {
+        b.c.ws.send('m1');
+        await b.es.waitForEvents(2, 3000);
+        b.es.cut();
+        assert.equal((await request('DELETE', b.send)).status, 204);
+        const back = await b.es.reconnect();
+        assert.equal(back.requestHeaders['Last-Event-ID'], `${b.session}.1`);
+        assert.equal(back.status, 204, `reconnect of a client that was away at the DELETE\n${proxyLog(b.session)}`);
+      } finally {
+        b.es.close();
+      }
+      // 3. A long-poll session: DELETE, then polls and POSTs.
+      const lpCount = ctl.conns.length;
+      const s = await lpOpen('/ctl');
+      const c = await ctl.nth(lpCount);
+      c.ws.send('x');
+      assert.equal((await lpPoll(s.poll, 0)).body, '{"messages":[{"seq":1,"text":"x"}]}');
+      assert.equal((await request('DELETE', s.send)).status, 204);
+      assert.equal((await lpPoll(s.poll, 1)).body, `{"messages":[],"close":${JSON.stringify(CLOSE)}}`);
+      assert.equal((await lpPoll(s.poll, 1)).body, `{"messages":[],"close":${JSON.stringify(CLOSE)}}`, 'and again');
+      assertError(await post(s.send, 1, 'late'), 404, 'session_closed', 'long-poll POST after DELETE');
+      // Nothing of the above opened a backend connection besides the three sessions.
+      await sleep(100);
+      assert.equal(ctl.conns.length, before + 3, 'no new backend connection');
+    });
+
+    test('issue 10: a DELETEd session answers so for resume_window (1s) from the DELETE, then is forgotten', { timeout: T }, async () => {
+      const { es, session, send } = await ctlSse('/ctlshort');
+      try {
+        assert.equal((await request('DELETE', send)).status, 204);
+        const deleted = performance.now();
+        await es.waitForEnd(3000);
+        // A poll attaches and detaches: it must not extend the window.
+        await sleep(300);
+        assert.deepEqual(json(await get(`${send}&ack=0`)).close, { code: 1000, reason: 'client closed the session' });
+        await sleep(300);
+        assert.equal((await sseStatus('/ctlshort', `${session}.1`)).status, 204, 'reconnect 600 ms after the DELETE');
+        // POST (no side effects) until the session is forgotten.
+        let code = 'session_closed';
+        while (code === 'session_closed' && performance.now() - deleted < 4000) {
+          code = json(await post(send, 1, 'x')).error;
+          if (code === 'session_closed') await sleep(50);
+        }
+        const forgotten = performance.now() - deleted;
+        assert.equal(code, 'unknown_session');
+        assert.ok(forgotten >= 950 && forgotten < 2000, `forgotten ${forgotten.toFixed(0)} ms after the DELETE (resume_window 1s)`);
+        // Afterwards a reconnect is a reset, as for any unknown session; end that one at once.
+        const late = new SseClient(proxy.port, '/ctlshort', { lastEventId: `${session}.1` });
+        try {
+          await late.connect();
+          const [reset, announce] = await late.waitForEvents(2, 3000);
+          assert.equal(reset.type, 'reset');
+          assert.equal((await request('DELETE', JSON.parse(announce.data).send)).status, 204);
+        } finally {
+          late.close();
+        }
+      } finally {
+        es.close();
+      }
+    });
+
+    test('issue 10: a backend close while the SSE client is away reaches it on resume, whatever it had seen', { timeout: T }, async () => {
+      const { es, session, c } = await ctlSse();
+      try {
+        c.ws.send('m1');
+        const [, m1] = await es.waitForEvents(2, 3000);
+        assert.equal(m1.lastEventId, `${session}.1`);
+        es.cut(); // the client has seen every message
+        await sleep(100);
+        c.ws.close(4001, 'kicked');
+        await proxy.waitForLog(new RegExp(`event=session_backend_closed\\b.*\\bsession="?${session}"?`), 3000);
+        // EventSource's reconnect with the id of the last message: the close, with its own id.
+        const conn = await es.reconnect();
+        assert.equal(conn.requestHeaders['Last-Event-ID'], `${session}.1`);
+        assert.equal(conn.status, 200, `resume after the backend close\n${proxyLog(session)}`);
+        await es.waitForEnd(3000);
+        assert.deepEqual(conn.events.map((e) => [e.type, e.data, e.lastEventId]), [
+          ['session', JSON.stringify({ session, send: `/ctl?session=${session}`, heartbeat_ms: 30000, last_seq: 1 }), `${session}.1`],
+          ['close', '{"code":4001,"reason":"kicked"}', `${session}.2`],
+        ]);
+        // Now it has seen the close: 204.
+        assert.equal((await es.reconnect()).status, 204);
+        // Every other position gets the close too: by URL at 1, and from the start.
+        const byUrl = new SseClient(proxy.port, `/ctl?session=${session}&ack=1`);
+        const fromStart = new SseClient(proxy.port, '/ctl', { lastEventId: `${session}.0` });
+        try {
+          for (const [client, expected] of [[byUrl, [['session', '1'], ['close', '{"code":4001,"reason":"kicked"}']]],
+            [fromStart, [['session', '0'], ['message', 'm1'], ['close', '{"code":4001,"reason":"kicked"}']]]]) {
+            const k = await client.connect();
+            assert.equal(k.status, 200);
+            await client.waitForEnd(3000);
+            assert.deepEqual(k.events.map((e) => [e.type, e.type === 'session' ? String(JSON.parse(e.data).last_seq) : e.data]), expected);
+          }
+        } finally {
+          byUrl.close();
+          fromStart.close();
+        }
+        // Long-poll at the same position gets it as well.
+        assert.equal((await lpPoll(`/ctl?session=${session}`, 1)).body, '{"messages":[],"close":{"code":4001,"reason":"kicked"}}');
+      } finally {
+        es.close();
+      }
+    });
+
+    test('issue 10: backend text that is not UTF-8 closes the session with 1007; nothing of it is delivered', { timeout: T }, async () => {
+      const cases = [
+        ['"ok\\xce" in one frame', (ws) => ws.send(Buffer.from([0x6f, 0x6b, 0xce]), { binary: false })],
+        ['"ok" then "\\xce" as fragments', (ws) => {
+          ws.send(Buffer.from('ok'), { binary: false, fin: false });
+          ws.send(Buffer.from([0xce]), { fin: true });
+        }],
+        ['"\\xe2\\x82"', (ws) => ws.send(Buffer.from([0xe2, 0x82]), { binary: false })],
+        ['"a\\xffb"', (ws) => ws.send(Buffer.from([0x61, 0xff, 0x62]), { binary: false })],
+      ];
+      for (const [what, sendBad] of cases) {
+        const { es, session, c } = await ctlSse();
+        try {
+          c.ws.send('before');
+          sendBad(c.ws);
+          const close = await es.waitForEvent((e) => e.type === 'close', 3000, `the close event (${what})`);
+          assert.deepEqual(JSON.parse(close.data), { code: 1007, reason: 'backend sent invalid UTF-8' }, what);
+          assert.deepEqual(es.events.filter(isMessage).map((e) => [e.data, e.lastEventId]), [['before', `${session}.1`]], what);
+          assert.equal(close.lastEventId, `${session}.2`, what);
+        } finally {
+          es.close();
+        }
+      }
+      // Long-poll: the message before it, then the close.
+      const count = ctl.conns.length;
+      const s = await lpOpen('/ctl');
+      const c = await ctl.nth(count);
+      c.ws.send('before');
+      c.ws.send(Buffer.from([0x6f, 0x6b, 0xce]), { binary: false });
+      const { messages, responses } = await lpCollect(s.poll, 2);
+      assert.deepEqual(messages, [{ seq: 1, text: 'before' }]);
+      assert.deepEqual(responses.at(-1).close, { code: 1007, reason: 'backend sent invalid UTF-8' });
+    });
+
+    test('issue 10: POSTed text that is not UTF-8 (single or batch, a cut-off last character too) gets 400; nothing of it reaches the backend', { timeout: T }, async () => {
+      const count = ctl.conns.length;
+      const s = await lpOpen('/ctl');
+      const c = await ctl.nth(count);
+      const bytes = (...parts) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+      for (const bad of [[0x6f, 0x6b, 0xce], [0xe2, 0x82], [0x6f, 0x6b, 0xed, 0xa0, 0x80], [0xf0, 0x9f, 0x98]]) {
+        assertError(await post(s.send, 1, Buffer.from(bad)), 400, 'invalid_utf8', `text body ${Buffer.from(bad).toString('hex')}`);
+      }
+      // A batch is refused whole, valid messages before the bad one included: no seq is used.
+      for (const [what, body] of [
+        ['raw "ok\\xce" after a valid item', bytes('[{"text":"ok"},{"text":"ok', [0xce], '"}]')],
+        ['raw "\\xe2\\x82" first', bytes('[{"text":"', [0xe2, 0x82], '"},{"text":"ok"}]')],
+        ['a lone surrogate escape', bytes('[{"text":"ok"},{"text":"\\ud800"}]')],
+      ]) {
+        assertError(await post(s.send, 1, body, { batch: true }), 400, 'bad_request', `batch: ${what}`);
+      }
+      const ok = await postOk(s.send, 1, 'fine');
+      assert.deepEqual(json(ok), { next_seq: 2 }, 'the refused POSTs consumed no seq');
+      await ctl.waitFor(() => c.received.length >= 1, 3000, 'the valid message at the backend');
+      await sleep(100);
+      assert.deepEqual(c.received.map((m) => [m.data.toString('hex'), m.isBinary]), [[Buffer.from('fine').toString('hex'), false]],
+        'the backend received the valid message only');
+    });
+
+    test('issue 10: 429 Retry-After is at least 1 s; a batch over the burst gets 413 and consumes nothing', { timeout: T }, async () => {
+      // /rate: 1 message/s, burst 5.
+      const s = await lpOpen('/rate');
+      const batch = (n, from) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ text: `r${from + i}` })));
+      assert.deepEqual(json(await postOk(s.send, 1, batch(3, 1), { batch: true })), { next_seq: 4 });
+      // About 2 tokens left: one is available, three are not (this answered Retry-After: 0).
+      const limited = await post(s.send, 4, batch(3, 4), { batch: true });
+      assertError(limited, 429, 'rate_limited', 'a batch of 3 with 2 tokens left');
+      const ra = limited.headers['retry-after'];
+      assert.match(ra ?? '', /^[0-9]+$/, 'Retry-After in whole seconds');
+      assert.ok(Number(ra) >= 1 && Number(ra) <= 3, `Retry-After ${ra}: at least 1, at most the 3 s three tokens take`);
+      // More new messages than the burst could never pass: 413, naming the burst.
+      const over = await post(s.send, 4, batch(6, 4), { batch: true });
+      const b = assertError(over, 413, 'payload_too_large', 'a batch of 6 over burst 5');
+      assert.match(b.detail, /burst \(5\)/);
+      // A retry overlapping what was sent counts only its new messages against the burst.
+      const overlap = await post(s.send, 2, batch(6, 2), { batch: true }); // seqs 2..7, new: 4..7
+      assertError(overlap, 429, 'rate_limited', 'an overlapping retry with 4 new messages');
+      // Nothing was consumed: seq 4 is still the next one.
+      const gap = await post(s.send, 5, 'r5');
+      assertError(gap, 409, 'seq_gap', 'seq 5');
+      assert.equal(gap.headers['x-expected-seq'], '4');
+      const { messages } = await lpCollect(s.poll, 3);
+      assert.deepEqual(messages.map((m) => m.text), ['r1', 'r2', 'r3']);
+      assert.equal((await request('DELETE', s.send)).status, 204);
+    });
+
+    // A proxy of its own: admin port for /metrics, and a small global max_post_body, which the
+    // HTTP parser enforces before any route code runs.
+    describe('issue 10: metrics', () => {
+      let mp;
+      let adminPort;
+      before(async () => {
+        mp = await startProxy(proxyConfig([
+          { path: '/m', backend: backend.url('/echo'), rate: FAST, idle_timeout: '2s' },
+        ], { extra: 'admin: { address: 127.0.0.1:0 }\nlimits: { max_post_body: 16k }\n' }), { label: 'sessions-metrics-proxy' });
+        adminPort = Number((await mp.waitForLog(/event=admin_listening address=127\.0\.0\.1:(\d+)/))[1]);
+      });
+      after(async () => {
+        await mp?.stop();
+      });
+
+      const gauge = async (transport) => metricSum(await scrape(adminPort), 'wsbridge_connections', { transport });
+      async function waitGauge(transport, want, what) {
+        const deadline = Date.now() + 4000;
+        let v = await gauge(transport);
+        while (v !== want && Date.now() < deadline) {
+          await sleep(25);
+          v = await gauge(transport);
+        }
+        assert.equal(v, want, `wsbridge_connections{transport="${transport}"} ${what}`);
+      }
+
+      test('issue 10: a body over max_post_body on a session route is logged with its method and counted as transport="session"', { timeout: T }, async () => {
+        const open = await httpRequest(mp.port, 'GET', '/m?transport=longpoll');
+        assert.equal(open.status, 200, open.body);
+        const { send } = JSON.parse(open.body);
+        const before = await scrape(adminPort);
+        const logsBefore = mp.stderr().split('\n').length;
+        const body = 'x'.repeat(16 * 1024 + 1); // one byte over: the parser stops at the last one
+        const res = await httpRequest(mp.port, 'POST', `${send}&seq=1`, { headers: { 'Content-Type': 'text/plain' }, body });
+        assert.equal(res.status, 413, res.body);
+        assert.equal(JSON.parse(res.body).error, 'payload_too_large');
+        assert.equal(await metricDelta(adminPort, before, 'wsbridge_rejections_total',
+          { transport: 'session', reason: 'payload_too_large', status: '413' }), 1, 'counted as transport="session"');
+        assert.equal(metricSum(await scrape(adminPort), 'wsbridge_rejections_total', { transport: 'http' }) -
+          metricSum(before, 'wsbridge_rejections_total', { transport: 'http' }), 0, 'not as transport="http"');
+        const line = mp.stderr().split('\n').slice(logsBefore - 1).find((l) => l.includes('event=http_rejected') && /\bstatus="?413\b/.test(l));
+        assert.ok(line, 'a http_rejected line for the 413');
+        assert.match(line, /\bmethod="?POST"?(\s|$)/, `the log line names the method: ${line}`);
+        // The session is unharmed.
+        assert.equal((await httpRequest(mp.port, 'POST', `${send}&seq=1`, { headers: { 'Content-Type': 'text/plain' }, body: 'fits' })).status, 200);
+        assert.equal((await httpRequest(mp.port, 'DELETE', send)).status, 204);
+      });
+
+      test('issue 10: wsbridge_connections counts SSE streams and held polls, back to 0 when they end', { timeout: T }, async () => {
+        await waitGauge('sse', 0, 'at rest');
+        await waitGauge('longpoll', 0, 'at rest');
+        // Two SSE streams.
+        const streams = [new SseClient(mp.port, '/m'), new SseClient(mp.port, '/m')];
+        const sessions = [];
+        try {
+          for (const es of streams) {
+            await es.connect();
+            const [announce] = await es.waitForEvents(1, 3000);
+            sessions.push(JSON.parse(announce.data).send);
+          }
+          await waitGauge('sse', 2, 'with two streams');
+          streams[0].close();
+          await waitGauge('sse', 1, 'after one client left');
+          assert.equal((await httpRequest(mp.port, 'DELETE', sessions[1])).status, 204);
+          await waitGauge('sse', 0, 'after the other stream got its close');
+        } finally {
+          for (const es of streams) es.close();
+        }
+        // Two held polls (hold 1 s): one answered by a message, one whose client leaves.
+        const opens = [];
+        for (let i = 0; i < 2; i++) opens.push(JSON.parse((await httpRequest(mp.port, 'GET', '/m?transport=longpoll')).body));
+        const answered = httpRequest(mp.port, 'GET', `${opens[0].poll}&ack=0`, { ms: 3000 });
+        const leaving = http.get({ host: '127.0.0.1', port: mp.port, path: `${opens[1].poll}&ack=0`, agent: false });
+        leaving.on('error', () => {});
+        try {
+          await waitGauge('longpoll', 2, 'with two held polls');
+          assert.equal((await httpRequest(mp.port, 'POST', `${opens[0].send}&seq=1`, { headers: { 'Content-Type': 'text/plain' }, body: 'wake' })).status, 200);
+          assert.equal((await answered).body, '{"messages":[{"seq":1,"text":"wake"}]}');
+          await waitGauge('longpoll', 1, 'after one poll was answered');
+          leaving.destroy();
+          await waitGauge('longpoll', 0, 'after the other poll\'s client left');
+        } finally {
+          leaving.destroy();
+        }
+        for (const o of opens) assert.equal((await httpRequest(mp.port, 'DELETE', o.send)).status, 204);
+        assert.equal(await gauge('sse'), 0);
+        assert.equal(await gauge('longpoll'), 0);
+      });
     });
   });
 });
