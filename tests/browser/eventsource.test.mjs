@@ -17,7 +17,8 @@
 //     duplicate. Evidence of the resume: the Last-Event-ID the relay saw, the second announce's
 //     last_seq, and the proxy's wsbridge_session_resumes_total{transport="sse"}.
 //  C  /close?code=4001&reason=bye: a `close` event {code:4001,reason:"bye"}, then the reconnect
-//     is answered 204 and the EventSource ends CLOSED (readyState 2).
+//     (Last-Event-ID: the close event's own id, "<session>.1") is answered 204 and the
+//     EventSource ends CLOSED (readyState 2).
 //
 // Screenshots and page snapshots go to tests/browser/artifacts/ (gitignored), with the proxy's
 // and backend's logs.
@@ -327,7 +328,8 @@ describe('plain EventSource in headless Chromium', { skip, timeout: 240000 }, ()
 
     const reqs = relay.requests().filter((c) => /^GET \/close\?/.test(c.request));
     assert.equal(reqs.length, 2, `first GET + one reconnect: ${reqs.map((c) => c.request.split('\r\n')[0]).join(' | ')}`);
-    assert.equal(headerOf(reqs[1].request, 'Last-Event-ID'), `${session}.0`);
+    // The close event's own id, one past the last message (issue 10): it shows the close was seen.
+    assert.equal(headerOf(reqs[1].request, 'Last-Event-ID'), `${session}.1`);
     assert.match(reqs[1].response ?? '', /^HTTP\/1\.1 204 /, `reconnect answered 204: ${reqs[1].response}`);
 
     const m1 = await metrics();
