@@ -71,12 +71,9 @@ void HttpConnection::process(std::string_view data) {
         }
         auto r = parser_.feed(std::span<const char>(data.data(), data.size()));
         if (!r) {
-            // With the head complete (a body over max_post_body, say), the request is known:
-            // one to a route that is no upgrade went to the session endpoints, and counts
-            // there like the session's own rejections (issue 10).
-            const http::Request& request = parser_.request();
-            session_request_ = parser_.head_complete() && !ws::wants_websocket(request) &&
-                               !request.upgrade && context_.match(request.path()) != nullptr;
+            // A body over max_post_body, say: counted like the session's own rejections when
+            // the request goes to a session route (issue 10).
+            session_request_ = targets_session();
             const auto [status, code] = status_for(r.error().code);
             respond_error(status, code, r.error().context, true, r.error().context);
             return;
@@ -236,10 +233,17 @@ void HttpConnection::respond(unsigned status,
     }
 }
 
+bool HttpConnection::targets_session() const {
+    const http::Request& request = parser_.request();
+    return parser_.head_complete() && !ws::wants_websocket(request) && !request.upgrade &&
+           context_.match(request.path()) != nullptr;
+}
+
 void HttpConnection::on_header_timeout() {
     if (ended_) {
         return;
     }
+    session_request_ = targets_session();  // a body that never came whole: message_timeout
     if (body_clock_) {
         respond_error(408, "message_timeout",
                       "The request body was not complete within message_timeout.", true,
