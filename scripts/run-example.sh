@@ -2,10 +2,12 @@
 # The run command (README): set up, build, start the example backend (Node `ws`, port 9000),
 # the chat demo page (examples/chat, port 8000) and wsbridge with examples/wsbridge.yaml
 # (port 8080) in the foreground. Ctrl-C stops all three.
+# Only the wsbridge executable is built: the test, fuzz and benchmark targets are most of the
+# compile time, and scripts/test.sh builds them in the same build/ directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh
+BUILD_TARGETS=wsbridge scripts/build.sh
 node examples/backend/server.mjs --port 9000 &
 backend_pid=$!
 node examples/chat/server.mjs --port 8000 --proxy http://127.0.0.1:8080 &
