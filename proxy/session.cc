@@ -230,9 +230,7 @@ void Session::backend_ended(std::uint16_t code, std::string reason) {
     core::log(LogLevel::Info, "session_backend_closed",
               {{"session", id_}, {"code", static_cast<unsigned>(code)}, {"reason", close_->reason}});
     notify_transport();
-    if (!ended_) {
-        // A closed session stays findable for resume_window from its close, whoever attaches
-        // meanwhile: reconnects learn the close (or get 204), POSTs get session_closed.
+    if (transport_ == nullptr && !ended_) {
         start_resume_timer();
     }
 }
@@ -298,7 +296,9 @@ void Session::attach(transports::Transport& transport) {
     transport_ = &transport;
     transport_full_ = false;
     if (!close_) {
-        resume_timer_.reset();  // a closed session's window runs from its close
+        // A closed session's window runs from its close (or from the detach of the client that
+        // was attached then); a poll or a resume does not extend it.
+        resume_timer_.reset();
     }
     update_backpressure();
 }
@@ -310,7 +310,7 @@ void Session::detach(transports::Transport& transport) {
     transport_ = nullptr;
     transport_full_ = false;
     update_backpressure();
-    if (!ended_ && !close_) {
+    if (!ended_ && (!close_ || !resume_timer_)) {
         start_resume_timer();
     }
 }
@@ -422,7 +422,7 @@ void Session::close_by_client(std::uint16_t code, std::string_view reason) {
     // a reset and a brand-new backend connection (issue 10). It still counts against
     // max_sessions until then, which bounds what closed sessions hold.
     finish(was_closed ? "closed" : "client_closed");
-    if (!was_closed) {
+    if (!was_closed || !resume_timer_) {
         start_resume_timer();
     }
 }
