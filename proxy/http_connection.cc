@@ -243,7 +243,6 @@ void HttpConnection::on_header_timeout() {
     if (ended_) {
         return;
     }
-    session_request_ = targets_session();  // a body that never came whole: message_timeout
     if (body_clock_) {
         respond_error(408, "message_timeout",
                       "The request body was not complete within message_timeout.", true,

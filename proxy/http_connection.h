@@ -56,9 +56,9 @@ class HttpConnection final : public Closable,
     Next handle_request(std::string_view rest);
     Next handle_upgrade(const struct RouteRuntime& route, std::string_view rest);
     void on_header_timeout();
-    /// For a rejection before handle_request() ran (a parse error, a timeout): true when the
-    /// request, its head complete, goes to a route's session endpoints (no upgrade). Such
-    /// rejections count as transport="session", like the session's own.
+    /// For a parse error after the head (a body over max_post_body): true when the request goes
+    /// to a route's session endpoints (no upgrade), so the rejection counts as
+    /// transport="session", like the session's own (issue 10).
     bool targets_session() const;
     /// Sends an error and closes (Flush) or keeps the connection for the next request.
     void respond_error(unsigned status, std::string_view code, std::string_view detail,
