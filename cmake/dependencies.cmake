@@ -1,6 +1,8 @@
 # System dependencies, all from Debian's packages (scripts/setup.sh installs them).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
+# liburing: the send batch's io_uring (proxy/core/send_batch.cc).
+pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing)
 find_package(OpenSSL 3 REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(doctest QUIET)

@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
-          node-llhttp curl chromium clang libclang-rt-14-dev squid nginx)
+packages=(build-essential cmake pkg-config libuv1-dev liburing-dev libssl-dev libyaml-cpp-dev
+          doctest-dev node-llhttp curl chromium clang libclang-rt-14-dev squid nginx)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 

@@ -1,15 +1,10 @@
 #include "proxy/core/send_batch.h"
 
-#include <atomic>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <linux/io_uring.h>
+#include <liburing.h>
 #include <string_view>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 namespace proxy::core {
 
@@ -17,15 +12,6 @@ namespace {
 
 /// Ring size: one round sends for up to this many streams (more wait for the next round).
 constexpr unsigned kEntries = 256;
-
-int sys_setup(unsigned entries, io_uring_params* params) noexcept {
-    return static_cast<int>(syscall(__NR_io_uring_setup, entries, params));
-}
-
-int sys_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags) noexcept {
-    return static_cast<int>(
-        syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, nullptr, 0));
-}
 
 bool disabled_by_environment() noexcept {
     const char* v = std::getenv("WSBRIDGE_IO_URING");
@@ -36,21 +22,12 @@ bool disabled_by_environment() noexcept {
     return s == "0" || s == "off" || s == "no" || s == "false";
 }
 
-/// Maps one region of the ring `fd`; null on failure.
-void* map_ring(int fd, std::size_t len, off_t offset) noexcept {
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset);
-    return p == MAP_FAILED ? nullptr : p;
-}
-
-unsigned load_acquire(const unsigned* p) noexcept {
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-void store_release(unsigned* p, unsigned v) noexcept {
-    __atomic_store_n(p, v, __ATOMIC_RELEASE);
-}
-
 } // namespace
+
+struct SendBatch::Ring {
+    io_uring ring{};
+    ~Ring() { io_uring_queue_exit(&ring); }
+};
 
 std::unique_ptr<SendBatch> SendBatch::create() {
     if (disabled_by_environment()) {
@@ -63,73 +40,37 @@ std::unique_ptr<SendBatch> SendBatch::create() {
     return batch;
 }
 
+SendBatch::SendBatch() = default;
+
 SendBatch::~SendBatch() {
     teardown();
 }
 
 bool SendBatch::setup(unsigned entries) {
+    auto ring = std::make_unique<Ring>();
     io_uring_params p{};
     // Continue a round past a request that fails to prepare (a closed fd); one issuer; no
     // task-work interrupts (every request completes inline anyway). Older kernels reject
     // some flags: retry without them.
     p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER;
-    int fd = sys_setup(entries, &p);
-    if (fd < 0 && errno == EINVAL) {
+    int r = io_uring_queue_init_params(entries, &ring->ring, &p);
+    if (r == -EINVAL) {
         p = io_uring_params{};
-        fd = sys_setup(entries, &p);
+        r = io_uring_queue_init_params(entries, &ring->ring, &p);
     }
-    if (fd < 0) {
+    if (r < 0) {
+        ring.release();  // liburing leaves nothing to free after a failed init
         return false;
     }
-    fd_ = fd;
     entries_ = p.sq_entries;
-    sq_map_len_ = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    cq_map_len_ = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
-    const bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
-    if (single) {
-        sq_map_len_ = cq_map_len_ = std::max(sq_map_len_, cq_map_len_);
-    }
-    sqes_map_len_ = p.sq_entries * sizeof(io_uring_sqe);
-    sq_map_ = map_ring(fd, sq_map_len_, IORING_OFF_SQ_RING);
-    cq_map_ = single || sq_map_ == nullptr ? sq_map_
-                                           : map_ring(fd, cq_map_len_, IORING_OFF_CQ_RING);
-    sqes_map_ = map_ring(fd, sqes_map_len_, IORING_OFF_SQES);
-    if (sq_map_ == nullptr || cq_map_ == nullptr || sqes_map_ == nullptr) {
-        teardown();
-        return false;
-    }
-    auto* sq = static_cast<char*>(sq_map_);
-    auto* cq = static_cast<char*>(cq_map_);
-    sq_tail_ = reinterpret_cast<unsigned*>(sq + p.sq_off.tail);
-    sq_mask_ = reinterpret_cast<unsigned*>(sq + p.sq_off.ring_mask);
-    sq_array_ = reinterpret_cast<unsigned*>(sq + p.sq_off.array);
-    cq_head_ = reinterpret_cast<unsigned*>(cq + p.cq_off.head);
-    cq_tail_ = reinterpret_cast<unsigned*>(cq + p.cq_off.tail);
-    cq_mask_ = reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
-    cqes_ = cq + p.cq_off.cqes;
-    sqes_ = sqes_map_;
+    ring_ = std::move(ring);
     round_.reserve(entries_);
     results_.reserve(entries_);
     return true;
 }
 
 void SendBatch::teardown() noexcept {
-    if (sqes_map_ != nullptr) {
-        munmap(sqes_map_, sqes_map_len_);
-        sqes_map_ = nullptr;
-    }
-    if (cq_map_ != nullptr && cq_map_ != sq_map_) {
-        munmap(cq_map_, cq_map_len_);
-    }
-    cq_map_ = nullptr;
-    if (sq_map_ != nullptr) {
-        munmap(sq_map_, sq_map_len_);
-        sq_map_ = nullptr;
-    }
-    if (fd_ >= 0) {
-        ::close(fd_);
-        fd_ = -1;
-    }
+    ring_.reset();
 }
 
 void SendBatch::add(BatchedSender* sender) {
@@ -160,61 +101,49 @@ void SendBatch::remove(BatchedSender* sender) noexcept {
 void SendBatch::submit_round() noexcept {
     const auto n = static_cast<unsigned>(round_.size());
     results_.assign(n, -EAGAIN);
-    if (fd_ < 0) {
+    if (!ring_) {
         return;
     }
-    auto* sqes = static_cast<io_uring_sqe*>(sqes_);
-    const unsigned mask = *sq_mask_;
-    unsigned tail = *sq_tail_;
+    io_uring* ring = &ring_->ring;
     unsigned queued = 0;
     for (unsigned i = 0; i < n; ++i) {
+        io_uring_sqe* sqe = io_uring_get_sqe(ring);
+        if (sqe == nullptr) {
+            break;  // cannot happen: a round is at most the ring's size and starts empty
+        }
         BatchedSender* s = round_[i];
         const std::span<const std::byte> bytes = s->batch_bytes();
-        const unsigned idx = tail & mask;
-        io_uring_sqe* sqe = &sqes[idx];
-        std::memset(sqe, 0, sizeof(*sqe));
-        sqe->opcode = IORING_OP_SEND;
-        sqe->fd = s->batch_fd();
-        sqe->addr = reinterpret_cast<std::uintptr_t>(bytes.data());
-        sqe->len = static_cast<std::uint32_t>(bytes.size());
-        sqe->msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
-        sqe->user_data = i;
-        sq_array_[idx] = idx;
-        ++tail;
+        io_uring_prep_send(sqe, s->batch_fd(), bytes.data(), bytes.size(),
+                           MSG_DONTWAIT | MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, i);
         ++queued;
     }
-    store_release(sq_tail_, tail);
 
-    // Every request completes inline (MSG_DONTWAIT), so waiting for all of them never blocks.
-    unsigned to_submit = queued;
+    // Every request completes inline (MSG_DONTWAIT), so waiting for all of them never blocks:
+    // one io_uring_enter submits the round and reaps it.
     unsigned completed = 0;
     while (completed < queued) {
-        const int r = sys_enter(fd_, to_submit, queued - completed, IORING_ENTER_GETEVENTS);
-        const int err = r < 0 ? errno : 0;
+        const int r = io_uring_submit_and_wait(ring, queued - completed);
         ++enters_;
-        if (r > 0) {
-            to_submit -= std::min(to_submit, static_cast<unsigned>(r));
-        }
         const unsigned before = completed;
-        auto* cqes = static_cast<io_uring_cqe*>(cqes_);
-        unsigned head = *cq_head_;
-        const unsigned cq_tail = load_acquire(cq_tail_);
-        const unsigned cq_mask = *cq_mask_;
-        while (head != cq_tail) {
-            const io_uring_cqe& cqe = cqes[head & cq_mask];
-            if (cqe.user_data < n) {
-                results_[cqe.user_data] = cqe.res;
+        unsigned head = 0;
+        unsigned seen = 0;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_for_each_cqe(ring, head, cqe) {
+            const std::uint64_t i = io_uring_cqe_get_data64(cqe);
+            if (i < n) {
+                results_[i] = cqe->res;
                 ++completed;
             }
-            ++head;
+            ++seen;
         }
-        store_release(cq_head_, head);
+        io_uring_cq_advance(ring, seen);
         // Requests that ran have their results above. A failed call, or one that neither
         // submitted nor completed anything, leaves the ring in a state not worth trusting:
         // drop it, so that no request can linger; what did not run reports -EAGAIN and its
         // bytes fall back to the stream's own write path.
         const bool stuck = r == 0 && completed == before;
-        if ((r < 0 && err != EINTR) || stuck) {
+        if ((r < 0 && r != -EINTR) || stuck) {
             sends_ += completed;
             teardown();
             return;

@@ -1,5 +1,6 @@
 #pragma once
-// Batched non-blocking sends: many sockets' small writes in one system call (Linux io_uring).
+// Batched non-blocking sends: many sockets' small writes in one system call (Linux io_uring,
+// through Debian's liburing).
 //
 // Relaying a small WebSocket message costs the proxy a read and a write on each hop, and on
 // machines where every system call pays for page-table isolation the entry and exit dominate
@@ -79,35 +80,22 @@ class SendBatch {
     void flush() noexcept;
 
     /// False once the ring failed; add() then only queues for flush() to fail over.
-    bool healthy() const noexcept { return fd_ >= 0; }
+    bool healthy() const noexcept { return ring_ != nullptr; }
     /// Sends done through the ring and io_uring_enter calls made, since creation.
     std::uint64_t sends() const noexcept { return sends_; }
     std::uint64_t enters() const noexcept { return enters_; }
 
   private:
-    SendBatch() = default;
+    SendBatch();
     bool setup(unsigned entries);
     void teardown() noexcept;
     /// One round: sends for round_, fills results_ (-EAGAIN for what did not run; a failing
     /// ring tears itself down).
     void submit_round() noexcept;
 
-    int fd_ = -1;
+    struct Ring;                  ///< liburing's ring (send_batch.cc), null once failed
+    std::unique_ptr<Ring> ring_;
     unsigned entries_ = 0;
-    void* sq_map_ = nullptr;
-    std::size_t sq_map_len_ = 0;
-    void* cq_map_ = nullptr;
-    std::size_t cq_map_len_ = 0;
-    void* sqes_map_ = nullptr;
-    std::size_t sqes_map_len_ = 0;
-    unsigned* sq_tail_ = nullptr;
-    unsigned* sq_mask_ = nullptr;
-    unsigned* sq_array_ = nullptr;
-    unsigned* cq_head_ = nullptr;
-    unsigned* cq_tail_ = nullptr;
-    unsigned* cq_mask_ = nullptr;
-    void* cqes_ = nullptr;
-    void* sqes_ = nullptr;
 
     std::vector<BatchedSender*> pending_;  ///< null where a sender was removed
     std::size_t pending_count_ = 0;
