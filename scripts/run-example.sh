@@ -6,7 +6,7 @@
 # compile time, and scripts/test.sh builds them in the same build/ directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh run
 BUILD_TARGETS=wsbridge scripts/build.sh
 node examples/backend/server.mjs --port 9000 &
 backend_pid=$!

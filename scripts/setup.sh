@@ -9,8 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `scripts/setup.sh run` (the run command) installs only what building and running the proxy
+# with the example backend needs; without an argument (the test command) also the browser, the
+# second compiler with the fuzzing and sanitizer runtimes, and the intermediaries for tests.
 packages=(build-essential cmake pkg-config libuv1-dev liburing-dev libssl-dev libyaml-cpp-dev
-          doctest-dev node-llhttp curl chromium clang libclang-rt-14-dev squid nginx)
+          doctest-dev node-llhttp curl)
+if [ "${1:-}" != run ]; then
+  packages+=(chromium clang libclang-rt-14-dev squid nginx)
+fi
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 

@@ -85,7 +85,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   maxAttempts: Infinity,         // full passes over the transports before giving up
   reconnectOn: [1001, 1006, 1011, 1012, 1013, 1014],
   batchThreshold: 2,             // POST as a batch when at least this many are queued
-  maxBatchMessages: 500,
+  maxBatchMessages: 200,         // the default rate burst: a larger batch gets 413 (then halves)
   maxBatchBytes: 256 * 1024,
   closeTimeout: 5000,            // close(): longest wait for queued sends to drain
   withCredentials: true,         // cookies on SSE/long-poll, as WebSocket always sends them
