@@ -26,10 +26,10 @@
 // Like loadgen, this drives libuv directly (a stated exception to STYLE §1 for bench/) and
 // reuses the proxy's sans-I/O codecs: proxy/http/parser.h for the upgrade request,
 // proxy/ws/handshake.h to validate it, proxy/ws/decoder.h + frame.h for frames and
-// proxy/tls/crypto.h for Sec-WebSocket-Accept.
+// proxy/ws/handshake.h for Sec-WebSocket-Accept.
 
 #include "proxy/http/parser.h"
-#include "proxy/tls/crypto.h"
+#include "proxy/core/crypto.h"
 #include "proxy/ws/decoder.h"
 #include "proxy/ws/frame.h"
 #include "proxy/ws/handshake.h"
@@ -248,7 +248,7 @@ void Conn::on_handshake_bytes(std::span<char> bytes) {
     ++server_.totals.handshakes;
     write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
           "Sec-WebSocket-Accept: " +
-          proxy::tls::websocket_accept(hs->key) + "\r\n\r\n");
+          proxy::ws::websocket_accept(hs->key) + "\r\n\r\n");
     state_ = State::Open;
     open_ns_ = mono_ns();
     // Frames the client may have sent right behind its request.

@@ -12,7 +12,7 @@
 #include "config/config.h"
 #include "proxy/core/loop.h"
 #include "proxy/metrics.h"
-#include "proxy/tls/crypto.h"
+#include "proxy/core/crypto.h"
 
 namespace proxy {
 
@@ -40,7 +40,7 @@ class Context {
     const config::Config& config() const noexcept { return *config_; }
     /// Keeps the config snapshot alive for a connection that started under it.
     std::shared_ptr<const config::Config> config_ptr() const noexcept { return config_; }
-    tls::MaskSource& masks() noexcept { return masks_; }
+    core::MaskSource& masks() noexcept { return masks_; }
     Metrics& metrics() noexcept { return metrics_; }
 
     /// Resolves every route's backend host. Errors name the route.
@@ -77,7 +77,7 @@ class Context {
   private:
     core::Loop& loop_;
     std::shared_ptr<const config::Config> config_;
-    tls::MaskSource masks_;
+    core::MaskSource masks_;
     Metrics metrics_;
     std::vector<RouteRuntime> routes_;
     std::unordered_set<Closable*> live_;

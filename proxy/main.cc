@@ -10,7 +10,7 @@
 #include "proxy/core/log.h"
 #include "proxy/core/loop.h"
 #include "proxy/core/signal.h"
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 
 namespace {
 

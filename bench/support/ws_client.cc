@@ -1,6 +1,8 @@
 #include "bench/support/ws_client.h"
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
+#include "proxy/core/crypto.h"
+#include "proxy/ws/handshake.h"
 
 #include <algorithm>
 #include <array>
@@ -27,7 +29,7 @@ std::array<char, std::size_t{64} * 1024> read_buffer;
 // Frames are assembled here; whatever the kernel does not take at once is copied into a
 // WriteReq.
 std::vector<std::byte> frame_scratch;
-proxy::tls::MaskSource mask_source;
+proxy::core::MaskSource mask_source;
 
 /// A queued write: owns its bytes until the write callback, then deletes itself.
 struct WriteReq {
@@ -172,9 +174,9 @@ void ClientConn::on_connect(int status) {
     uv_tcp_nodelay(&tcp_, 1);
     state_ = State::Handshaking;
     std::array<std::byte, 16> nonce{};
-    proxy::tls::random_bytes(nonce);
-    const std::string key = proxy::tls::base64_encode(nonce);
-    expected_accept_ = proxy::tls::websocket_accept(key);
+    proxy::core::random_bytes(nonce);
+    const std::string key = proxy::core::base64_encode(nonce);
+    expected_accept_ = proxy::ws::websocket_accept(key);
     const std::string request = "GET " + target_->path + " HTTP/1.1\r\nHost: " + target_->host +
                                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                 "Sec-WebSocket-Key: " +

@@ -1,7 +1,7 @@
 #pragma once
 // A minimal WebSocket client connection for the load generator: RFC 6455 §4.1 client handshake
 // (with Sec-WebSocket-Accept validation) and masked client frames built with the proxy's own
-// codec (proxy/ws/frame.h, proxy/ws/decoder.h, proxy/tls/crypto.h).
+// codec (proxy/ws/frame.h, proxy/ws/decoder.h, proxy/core/crypto.h).
 //
 // It drives libuv directly rather than through proxy/core: a stated exception to STYLE §1 for
 // bench/, so that the benchmark measures the proxy's I/O layer instead of sharing it.

@@ -2,9 +2,23 @@
 
 #include <array>
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
+#include "proxy/core/base64.h"
+#include "proxy/core/crypto.h"
 
 namespace proxy::ws {
+
+std::string websocket_accept(std::string_view key) {
+    // RFC 6455 §4.2.2 step 5.4: base64(SHA-1(key + GUID)).
+    static constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    std::string input;
+    input.reserve(key.size() + kGuid.size());
+    input.append(key);
+    input.append(kGuid);
+    const auto digest = core::sha1(input);
+    return core::base64_encode(std::as_bytes(std::span{digest}));
+}
+
 
 using core::Code;
 using core::fail;
@@ -37,7 +51,7 @@ core::Result<ClientHandshake> validate_client_handshake(const http::Request& req
     if (key == nullptr || request.count("Sec-WebSocket-Key") != 1) {
         return bad("exactly one Sec-WebSocket-Key header is required");
     }
-    const auto decoded = tls::base64_decode(*key);
+    const auto decoded = core::base64_decode(*key);
     if (!decoded || decoded->size() != 16) {
         return bad("Sec-WebSocket-Key must be base64 of 16 bytes");
     }
@@ -63,8 +77,8 @@ core::Result<ClientHandshake> validate_client_handshake(const http::Request& req
 
 std::string make_key() {
     std::array<std::byte, 16> raw{};
-    tls::random_bytes(raw);
-    return tls::base64_encode(raw);
+    core::random_bytes(raw);
+    return core::base64_encode(raw);
 }
 
 std::string build_backend_request(const BackendRequest& r) {
@@ -112,7 +126,7 @@ core::Result<std::string> validate_backend_response(const http::Response& respon
     }
     const std::string* accept = response.find("Sec-WebSocket-Accept");
     if (accept == nullptr || response.count("Sec-WebSocket-Accept") != 1 ||
-        *accept != tls::websocket_accept(key)) {
+        *accept != websocket_accept(key)) {
         return bad("backend 101 with a wrong Sec-WebSocket-Accept");
     }
     if (const std::string* ext = response.find("Sec-WebSocket-Extensions");
@@ -138,7 +152,7 @@ std::string build_client_101(std::string_view client_key, std::string_view proto
     std::string out;
     out.reserve(160);
     out.append("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
-    out.append("Sec-WebSocket-Accept: ").append(tls::websocket_accept(client_key)).append("\r\n");
+    out.append("Sec-WebSocket-Accept: ").append(websocket_accept(client_key)).append("\r\n");
     if (!protocol.empty()) {
         out.append("Sec-WebSocket-Protocol: ").append(protocol).append("\r\n");
     }

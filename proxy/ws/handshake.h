@@ -18,6 +18,9 @@ struct ClientHandshake {
     std::vector<std::string> protocols;  ///< Sec-WebSocket-Protocol offer, in order
 };
 
+/// Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + RFC 6455 GUID)).
+std::string websocket_accept(std::string_view key);
+
 /// True when the request asks for a WebSocket upgrade at all (`Upgrade` lists the token
 /// "websocket", any case). Such requests are answered by validate_client_handshake().
 bool wants_websocket(const http::Request& request) noexcept;

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/crypto.h"
 #include "proxy/ws/frame.h"
 
 namespace proxy::ws {
@@ -25,7 +25,7 @@ namespace proxy::ws {
 class FrameWriter {
   public:
     /// `masks` is required (and used) only in Role::Client; it must outlive the writer.
-    FrameWriter(Role role, tls::MaskSource* masks) noexcept : role_(role), masks_(masks) {}
+    FrameWriter(Role role, core::MaskSource* masks) noexcept : role_(role), masks_(masks) {}
 
     /// Starts a data frame of `length` payload bytes. Precondition: !mid_frame().
     void begin_frame(bool fin, Opcode opcode, std::uint64_t length);
@@ -59,7 +59,7 @@ class FrameWriter {
     void append_held();
 
     Role role_;
-    tls::MaskSource* masks_;
+    core::MaskSource* masks_;
     std::string out_;
     std::array<std::byte, 4> mask_{};
     std::uint64_t remaining_ = 0;

@@ -197,7 +197,7 @@ class Input {
     return true;
 }
 
-/// Standard base64 with padding (RFC 4648 §4), independent of proxy/tls/crypto.cc.
+/// Standard base64 with padding (RFC 4648 §4), independent of proxy/core/base64.cc.
 [[nodiscard]] inline std::string base64(std::string_view s) {
     static constexpr char kAlphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

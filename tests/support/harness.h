@@ -6,7 +6,7 @@
 
 #include "config/config.h"
 #include "proxy/core/loop.h"
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 #include "tests/support/fake_backend.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/run_until.h"

@@ -1,6 +1,6 @@
 #include "tests/support/wire.h"
 
-#include "proxy/tls/crypto.h"
+#include "proxy/ws/handshake.h"
 
 #include <cctype>
 #include <cstdlib>
@@ -266,7 +266,7 @@ std::string get_request(std::string_view path, const std::vector<std::string>& e
     return out;
 }
 
-std::string accept_for(std::string_view key) { return tls::websocket_accept(key); }
+std::string accept_for(std::string_view key) { return ws::websocket_accept(key); }
 
 std::string pattern_bytes(std::size_t n, std::uint32_t seed) {
     std::string out(n, '\0');

@@ -108,7 +108,7 @@ std::string upgrade_request(std::string_view path, const std::vector<std::string
 /// A plain GET request for `path` plus `extra` header lines.
 std::string get_request(std::string_view path, const std::vector<std::string>& extra = {});
 
-/// Sec-WebSocket-Accept for `key` (via proxy/tls; the RFC sample above pins it independently).
+/// Sec-WebSocket-Accept for `key` (via proxy/ws/handshake.h; the RFC sample above pins it independently).
 std::string accept_for(std::string_view key);
 
 /// Deterministic pseudo-random bytes (for byte-exact relay checks).

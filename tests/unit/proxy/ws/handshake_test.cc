@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "proxy/http/parser.h"
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
 
 namespace proxy::ws {
 namespace {
@@ -271,7 +271,7 @@ TEST_CASE("make_key returns base64 of 16 fresh random bytes") {
     const std::string a = make_key();
     const std::string b = make_key();
     CHECK(a.size() == 24);
-    auto decoded = tls::base64_decode(a);
+    auto decoded = core::base64_decode(a);
     REQUIRE(decoded);
     CHECK(decoded->size() == 16);
     CHECK(a != b);

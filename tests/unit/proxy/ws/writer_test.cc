@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/crypto.h"
 #include "proxy/ws/decoder.h"
 #include "proxy/ws/frame.h"
 
@@ -105,7 +105,7 @@ constexpr std::uint8_t byte_at(std::string_view s, std::size_t i) {
 }
 
 TEST_CASE("FrameWriter in the client role masks frames that decode back to the payload") {
-    tls::MaskSource masks;
+    core::MaskSource masks;
     for (std::size_t size : {0u, 1u, 5u, 125u, 126u, 127u, 1000u, 65535u, 65536u, 70000u}) {
         for (std::size_t piece : {1u, 3u, 4u, 7u, 1u << 20}) {
             if (size > 2000 && piece < 7) {
@@ -131,7 +131,7 @@ TEST_CASE("FrameWriter in the client role masks frames that decode back to the p
 }
 
 TEST_CASE("FrameWriter in the client role uses a fresh mask for every frame") {
-    tls::MaskSource masks;
+    core::MaskSource masks;
     FrameWriter w(Role::Client, &masks);
     const std::string payload = "same payload";
     write_frame(w, true, Opcode::Text, payload, 100);
@@ -171,7 +171,7 @@ TEST_CASE("FrameWriter in the server role writes unmasked frames verbatim") {
 TEST_CASE("FrameWriter holds a control frame asked for mid-frame until that frame ends") {
     for (Role role : {Role::Client, Role::Server}) {
         INFO("role ", role == Role::Client ? "client" : "server");
-        tls::MaskSource masks;
+        core::MaskSource masks;
         FrameWriter w(role, &masks);
         w.begin_frame(false, Opcode::Text, 10);
         w.payload(as_span("0123"));
@@ -194,7 +194,7 @@ TEST_CASE("FrameWriter holds a control frame asked for mid-frame until that fram
 }
 
 TEST_CASE("FrameWriter appends a control frame at once between frames") {
-    tls::MaskSource masks;
+    core::MaskSource masks;
     FrameWriter w(Role::Client, &masks);
     write_frame(w, false, Opcode::Binary, "ab", 2);
     w.control(Opcode::Ping, as_span("now"));
@@ -217,7 +217,7 @@ TEST_CASE("FrameWriter: a zero-length frame ends at once and does not hold contr
 }
 
 TEST_CASE("FrameWriter::close writes a close frame with its code and reason") {
-    tls::MaskSource masks;
+    core::MaskSource masks;
     FrameWriter client(Role::Client, &masks);
     client.close(close_code::kNormal, "bye");
     CHECK(decode(client.output(), Role::Client) == Events{"close 1000 bye"});
@@ -242,7 +242,7 @@ TEST_CASE("FrameWriter::close truncates a long reason to fit a control frame") {
 }
 
 TEST_CASE("FrameWriter::clear forgets the staged bytes and the writer keeps working") {
-    tls::MaskSource masks;
+    core::MaskSource masks;
     FrameWriter w(Role::Client, &masks);
     CHECK_FALSE(w.has_output());
     const std::string big = pattern(40 * 1024);
@@ -264,7 +264,7 @@ TEST_CASE("FrameWriter::clear forgets the staged bytes and the writer keeps work
 TEST_CASE("issue 10: abandon_frame drops a frame still staged, so a Close can follow") {
     for (Role role : {Role::Client, Role::Server}) {
         INFO("role ", role == Role::Client ? "client" : "server");
-        tls::MaskSource masks;
+        core::MaskSource masks;
         FrameWriter w(role, &masks);
         write_frame(w, true, Opcode::Text, "earlier", 3);
         w.begin_frame(true, Opcode::Text, 3);

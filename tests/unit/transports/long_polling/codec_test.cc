@@ -3,7 +3,7 @@
 // valid shapes, every error class with its Code and context, the limits, adversarial inputs
 // that must stay linear, and every proper prefix of a valid body rejected cleanly.
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
 #include "transports/json.h"
 #include "transports/long_polling/codec.h"
 
@@ -48,7 +48,7 @@ InMessage text(std::string s) { return InMessage{false, std::move(s)}; }
 InMessage binary(std::string s) { return InMessage{true, std::move(s)}; }
 
 std::string base64(std::string_view s) {
-    return proxy::tls::base64_encode(std::as_bytes(std::span{s}));
+    return proxy::core::base64_encode(std::as_bytes(std::span{s}));
 }
 
 // A batch body built with the project's own writer, as a client library would.

@@ -3,7 +3,8 @@
 // streams split at every offset, big ones in random chunks), injection attempts that must
 // stay inside their own event, and the strict Last-Event-ID parser.
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
+#include "proxy/core/crypto.h"
 #include "tests/unit/support/event_source_parser.h"
 #include "transports/sse/encoder.h"
 
@@ -129,7 +130,7 @@ std::optional<Message> decode(const SseEvent& e) {
         return t ? std::optional(text(std::move(*t))) : std::nullopt;
     }
     if (e.type == "binary") {
-        auto b = proxy::tls::base64_decode(e.data);
+        auto b = proxy::core::base64_decode(e.data);
         return b ? std::optional(binary(std::move(*b))) : std::nullopt;
     }
     return std::nullopt;

@@ -1,14 +1,17 @@
-// Tests for proxy/tls/crypto.cc: RFC 6455 accept key, RFC 4648 base64 vectors and strict
-// decoding, SHA-1 vectors (FIPS 180), and the random sources.
+// Tests for proxy/core/crypto.cc and proxy/core/base64.cc: RFC 4648 base64 vectors and strict
+// decoding, SHA-1 vectors (FIPS 180), the random sources, and the RFC 6455 accept key built
+// from them (proxy/ws/handshake.h).
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
+#include "proxy/core/crypto.h"
+#include "proxy/ws/handshake.h"
 
 #include <doctest/doctest.h>
 #include <set>
 #include <string>
 #include <vector>
 
-namespace proxy::tls {
+namespace proxy::core {
 namespace {
 
 std::span<const std::byte> as_span(std::string_view s) { return std::as_bytes(std::span{s}); }
@@ -42,7 +45,7 @@ constexpr Vector kRfc4648[] = {
 } // namespace
 
 TEST_CASE("crypto: websocket_accept matches the RFC 6455 section 1.3 example") {
-    CHECK(websocket_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    CHECK(ws::websocket_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 }
 
 TEST_CASE("crypto: sha1 matches the FIPS 180 test vectors") {
@@ -135,4 +138,4 @@ TEST_CASE("crypto: MaskSource hands out distinct keys across pool refills") {
     CHECK(keys.size() + 5 >= static_cast<std::size_t>(draws));
 }
 
-} // namespace proxy::tls
+} // namespace proxy::core

@@ -1,4 +1,4 @@
-#include "proxy/admin.h"
+#include "proxy/front/admin.h"
 
 #include "proxy/core/log.h"
 #include "proxy/core/send_batch.h"

@@ -2,7 +2,7 @@
 // non-reserved query parameters forwarded) and the Origin policy (SPEC §5). Routes are built
 // by hand; YAML loading is config_test.cc's business.
 
-#include "proxy/routing.h"
+#include "proxy/front/routing.h"
 
 #include <doctest/doctest.h>
 #include <string>

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "proxy/admin.h"
+#include "proxy/front/admin.h"
 #include "proxy/context.h"
 #include "proxy/core/loop.h"
 #include "proxy/core/tcp.h"

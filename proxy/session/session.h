@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/backend_connection.h"
+#include "proxy/backend/backend_connection.h"
 #include "proxy/context.h"
 #include "proxy/core/timer.h"
 #include "proxy/rate_limiter.h"

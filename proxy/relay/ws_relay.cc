@@ -1,9 +1,9 @@
-#include "proxy/ws_relay.h"
+#include "proxy/relay/ws_relay.h"
 
 #include "proxy/core/log.h"
 #include "proxy/heartbeat.h"
 #include "proxy/http/response.h"
-#include "proxy/routing.h"
+#include "proxy/front/routing.h"
 
 namespace proxy {
 

@@ -17,12 +17,12 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/client_slot.h"
+#include "proxy/front/client_slot.h"
 #include "proxy/context.h"
 #include "proxy/core/tcp.h"
 #include "proxy/core/timer.h"
 #include "proxy/http/parser.h"
-#include "proxy/session.h"
+#include "proxy/session/session.h"
 #include "transports/long_polling/poll_transport.h"
 
 namespace proxy {

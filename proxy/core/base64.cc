@@ -1,14 +1,9 @@
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
 
-#include <algorithm>
-#include <climits>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+#include <array>
+#include <cstdint>
 
-namespace proxy::tls {
+namespace proxy::core {
 
 namespace {
 
@@ -29,13 +24,6 @@ constexpr std::array<std::uint8_t, 256> make_decode_table() {
 }
 
 constexpr auto kDecode = make_decode_table();
-
-// A failure here means the process cannot do what it promised (unpredictable ids, a
-// handshake digest), so it stops rather than continue insecurely (STYLE.md §5).
-[[noreturn]] void crash(const char* what) {
-    std::fprintf(stderr, "fatal: %s failed\n", what);
-    std::abort();
-}
 
 // Encodes with either alphabet; `pad` adds '=' up to a multiple of 4 (RFC 4648 §4 vs §5).
 std::string encode(std::span<const std::byte> data, const char* alphabet, bool pad) {
@@ -71,38 +59,6 @@ std::string encode(std::span<const std::byte> data, const char* alphabet, bool p
 }
 
 } // namespace
-
-void random_bytes(std::span<std::byte> out) {
-    // RAND_bytes takes an int length, so very large requests go in slices.
-    while (!out.empty()) {
-        const std::size_t n = std::min<std::size_t>(out.size(), INT_MAX);
-        if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-            crash("RAND_bytes");
-        }
-        out = out.subspan(n);
-    }
-}
-
-std::array<std::byte, 4> MaskSource::next() {
-    std::array<std::byte, 4> key{};
-    if (pool_.size() - used_ < key.size()) {
-        random_bytes(pool_);
-        used_ = 0;
-    }
-    std::memcpy(key.data(), pool_.data() + used_, key.size());
-    used_ += key.size();
-    return key;
-}
-
-std::array<std::uint8_t, 20> sha1(std::string_view data) {
-    std::array<std::uint8_t, 20> digest{};
-    unsigned int size = 0;
-    if (EVP_Digest(data.data(), data.size(), digest.data(), &size, EVP_sha1(), nullptr) != 1 ||
-        size != digest.size()) {
-        crash("EVP_Digest(SHA-1)");
-    }
-    return digest;
-}
 
 std::string base64_encode(std::span<const std::byte> data) { return encode(data, kAlphabet, true); }
 
@@ -155,15 +111,4 @@ std::optional<std::string> base64_decode(std::string_view text) {
     return out;
 }
 
-std::string websocket_accept(std::string_view key) {
-    // RFC 6455 §4.2.2 step 5.4: base64(SHA-1(key + GUID)).
-    static constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    std::string input;
-    input.reserve(key.size() + kGuid.size());
-    input.append(key);
-    input.append(kGuid);
-    const auto digest = sha1(input);
-    return base64_encode(std::as_bytes(std::span{digest}));
-}
-
-} // namespace proxy::tls
+} // namespace proxy::core

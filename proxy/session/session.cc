@@ -1,4 +1,4 @@
-#include "proxy/session.h"
+#include "proxy/session/session.h"
 
 #include <algorithm>
 #include <array>
@@ -6,8 +6,9 @@
 
 #include "proxy/core/log.h"
 #include "proxy/heartbeat.h"
-#include "proxy/routing.h"
-#include "proxy/tls/crypto.h"
+#include "proxy/front/routing.h"
+#include "proxy/core/base64.h"
+#include "proxy/core/crypto.h"
 
 namespace proxy {
 
@@ -18,13 +19,13 @@ namespace close_code = ws::close_code;
 
 std::string make_session_id(std::string_view instance) {
     std::array<std::byte, 16> raw{};
-    tls::random_bytes(raw);
+    core::random_bytes(raw);
     std::string id;
     if (!instance.empty()) {
         id.append(instance);
         id.push_back('-');
     }
-    id.append(tls::base64url_encode(raw));
+    id.append(core::base64url_encode(raw));
     return id;
 }
 

@@ -20,8 +20,8 @@
 #include <memory>
 #include <string>
 
-#include "proxy/backend_connection.h"
-#include "proxy/client_slot.h"
+#include "proxy/backend/backend_connection.h"
+#include "proxy/front/client_slot.h"
 #include "proxy/context.h"
 #include "proxy/core/tcp.h"
 #include "proxy/core/timer.h"

@@ -1,10 +1,10 @@
-#include "proxy/http_connection.h"
+#include "proxy/front/http_connection.h"
 
 #include "proxy/core/log.h"
 #include "proxy/http/response.h"
-#include "proxy/routing.h"
+#include "proxy/front/routing.h"
 #include "proxy/ws/handshake.h"
-#include "proxy/ws_relay.h"
+#include "proxy/relay/ws_relay.h"
 
 namespace proxy {
 

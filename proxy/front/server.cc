@@ -1,9 +1,9 @@
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 
-#include "proxy/client_slot.h"
+#include "proxy/front/client_slot.h"
 #include "proxy/core/log.h"
 #include "proxy/http/response.h"
-#include "proxy/http_connection.h"
+#include "proxy/front/http_connection.h"
 
 namespace proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/routing.h"
+#include "proxy/front/routing.h"
 
 namespace proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/backend_connection.h"
+#include "proxy/backend/backend_connection.h"
 
 #include "proxy/context.h"
 #include "proxy/heartbeat.h"
