@@ -1,6 +1,26 @@
 #pragma once
 // The event loop (one per thread), deferred deletion and the read-buffer pool.
 // Only proxy/core/ includes <uv.h>; everything else uses these wrappers.
+//
+// Ownership, the one rule for every object that lives on a loop (STYLE §2):
+//  1. Every object has exactly one owner at every moment, and that owner holds it in a
+//     std::unique_ptr. Nothing owns itself: no object news or deletes itself, and no raw
+//     pointer ever owns.
+//  2. A connection object (an HTTP connection, a relay, a session, a session's stream or held
+//     poll, an admin connection) is created with std::make_unique and adopted by its worker's
+//     registry (proxy::Context::adopt), which owns it while it lives. It ends by asking the
+//     registry to retire it (proxy::Context::retire): the registry moves its unique_ptr into
+//     this Loop's deferred deletions, so it is destroyed at the loop's next check phase, after
+//     the callback stack that ended it has unwound (STYLE §2.5). Other objects hold only
+//     non-owning pointers to it and learn of its end through its callbacks.
+//  3. Its parts (streams, timers, the backend connection, transports it created) are
+//     unique_ptr members: destroying the object destroys them.
+//  4. A uv handle is owned by the proxy/core wrapper that opened it (HandleOwner). The handle's
+//     memory, and the wrapper state its callbacks use (TcpStream::Impl), is freed in the last
+//     close callback once the wrapper is gone, or by the wrapper's destructor when no handle
+//     is open any more; nothing else frees it (STYLE §2.1, §2.2).
+//  5. Callbacks never keep an object alive: after a call that can run foreign callbacks, an
+//     object re-checks whether it is closing before touching its members (STYLE §2.6).
 
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,6 @@
 #include "transports/long_polling/codec.h"
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
 #include "proxy/ws/utf8.h"
 #include "transports/json.h"
 
@@ -36,7 +36,7 @@ void append_message(std::string& out, const OutMessage& m) {
     append_uint(out, m.seq);
     if (m.binary) {
         out.append(R"(,"binary":")");
-        out.append(proxy::tls::base64_encode(as_bytes(m.payload)));
+        out.append(proxy::core::base64_encode(as_bytes(m.payload)));
         out.push_back('"');
     } else {
         out.append(R"(,"text":)");
@@ -51,7 +51,7 @@ Result<std::string> read_base64(json::Reader& reader, std::size_t index) {
     if (!text) {
         return error_of(text);
     }
-    auto bytes = proxy::tls::base64_decode(*text);
+    auto bytes = proxy::core::base64_decode(*text);
     if (!bytes) {
         return item_error(Code::BadRequest, index, "invalid base64");
     }

@@ -1,6 +1,6 @@
 #include "transports/sse/encoder.h"
 
-#include "proxy/tls/crypto.h"
+#include "proxy/core/base64.h"
 #include "transports/json.h"
 
 #include <charconv>
@@ -72,7 +72,7 @@ void append_message(std::string& out, std::string_view session, std::uint64_t se
     // data line, so a cut inside the event cannot advance its Last-Event-ID past it.
     if (binary) {
         out.append("event: binary\ndata: ");
-        out.append(proxy::tls::base64_encode(payload));
+        out.append(proxy::core::base64_encode(payload));
         out.push_back('\n');
         append_id_line(out, session, seq);
         out.push_back('\n');
