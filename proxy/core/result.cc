@@ -24,6 +24,7 @@ std::string_view to_string(Code code) noexcept {
     case Code::BackendBadHandshake: return "backend_bad_handshake";
     case Code::PeerTimeout: return "peer_timeout";
     case Code::Io: return "io";
+    case Code::Tls: return "tls";
     case Code::Config: return "config";
     case Code::Internal: return "internal";
     }

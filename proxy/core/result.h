@@ -34,6 +34,7 @@ enum class Code : std::uint8_t {
     BackendBadHandshake, ///< Backend's 101 failed validation (502).
     PeerTimeout,        ///< A peer did not answer a ping or close in time.
     Io,                 ///< Socket error reported by libuv (context holds uv_err_name).
+    Tls,                ///< TLS handshake or record failure (context holds OpenSSL's reason).
     Config,             ///< Invalid configuration (context holds file:line:col lines).
     Internal,           ///< Impossible state or resource failure inside the proxy.
 };

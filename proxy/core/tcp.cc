@@ -26,6 +26,9 @@ struct TcpStream::Impl final : HandleOwner, BatchedSender {
     uv_timer_t* flush_timer = nullptr;  ///< only during a Flush close (saves idle memory)
     Loop& loop;
     StreamHandler* handler = nullptr;
+    std::unique_ptr<StreamTransform> transform;  ///< TLS between socket and handler, or null
+    std::string plain_in;   ///< transform output for the handler (reused)
+    std::string wire_out;   ///< transform output for the socket (reused)
     std::vector<std::string> queue;    ///< owned bytes not yet handed to uv_write (FIFO)
     struct WriteReq* in_flight = nullptr;
     struct ConnectReq* connecting = nullptr;
@@ -82,6 +85,10 @@ struct TcpStream::Impl final : HandleOwner, BatchedSender {
     void close_handle() noexcept;
     void fail_read(int status);
     void fail_write(int status);
+    /// Wire bytes read: through the transform to the handler (and its answers to the socket).
+    void read_through_transform(std::span<const std::byte> wire);
+    /// Queues what the transform produced in wire_out.
+    void write_wire_out();
     bool try_write_now(std::span<const std::span<const std::byte>> pieces);
 };
 
@@ -132,7 +139,9 @@ void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
         return;
     }
     if (nread > 0) {
-        if (impl->handler != nullptr) {
+        if (impl->transform) {
+            impl->read_through_transform({chunk, static_cast<std::size_t>(nread)});
+        } else if (impl->handler != nullptr) {
             impl->handler->on_read({chunk, static_cast<std::size_t>(nread)});
         }
     } else if (nread == UV_EOF) {
@@ -171,12 +180,24 @@ void connect_cb(uv_connect_t* req, int status) noexcept {
     if (c->owner == nullptr) {
         return;
     }
-    c->owner->connecting = nullptr;
+    TcpStream::Impl* impl = c->owner;
+    impl->connecting = nullptr;
     if (status < 0) {
         c->done(fail(Code::BackendUnreachable, Side::Backend, uv_err_name(status)));
-    } else {
-        c->done(Result<void>{});
+        return;
     }
+    if (impl->transform) {
+        // The transform speaks first (a TLS ClientHello); the owner's first writes are held
+        // by it until it is ready.
+        impl->wire_out.clear();
+        auto r = impl->transform->on_connected(impl->wire_out);
+        if (!r) {
+            c->done(Unexpected{r.error()});
+            return;
+        }
+        impl->write_wire_out();
+    }
+    c->done(Result<void>{});
 }
 
 void flush_timer_cb(uv_timer_t* timer) noexcept {
@@ -224,6 +245,37 @@ void TcpStream::Impl::fail_write(int status) {
         handler->on_write_error(e);
     }
     close_handle();
+}
+
+void TcpStream::Impl::read_through_transform(std::span<const std::byte> wire) {
+    plain_in.clear();
+    wire_out.clear();
+    auto r = transform->on_wire(wire, plain_in, wire_out);
+    write_wire_out();  // handshake answers, or the alert that explains a failure
+    if (!r) {
+        // The peer broke the transform's protocol: nothing more is read. The owner decides how
+        // to close; a Flush close still sends the alert queued above.
+        is_reading = false;
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+        want_read = false;
+        if (handler != nullptr) {
+            handler->on_read_end(&r.error());
+        }
+        return;
+    }
+    if (!plain_in.empty() && handler != nullptr) {
+        handler->on_read(std::as_writable_bytes(std::span<char>(plain_in.data(), plain_in.size())));
+    }
+}
+
+void TcpStream::Impl::write_wire_out() {
+    if (wire_out.empty() || handle_closing || write_failed) {
+        return;
+    }
+    const std::span<const std::byte> one[1] = {
+        std::as_bytes(std::span<const char>(wire_out.data(), wire_out.size()))};
+    try_write_now(one);
+    wire_out.clear();
 }
 
 bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> pieces) {
@@ -501,10 +553,26 @@ bool TcpStream::write(std::span<const std::byte> bytes) {
 }
 
 bool TcpStream::writev(std::span<const std::span<const std::byte>> pieces) {
-    if (impl_->closing || impl_->write_failed || impl_->read_failed || impl_->shutdown_pending) {
+    Impl* impl = impl_;
+    if (impl->closing || impl->write_failed || impl->read_failed || impl->shutdown_pending) {
         return false;
     }
-    return impl_->try_write_now(pieces);
+    if (impl->transform) {
+        impl->wire_out.clear();
+        for (const auto& piece : pieces) {
+            if (!impl->transform->on_plain(piece, impl->wire_out)) {
+                impl->wire_out.clear();
+                return false;
+            }
+        }
+        impl->write_wire_out();
+        return true;
+    }
+    return impl->try_write_now(pieces);
+}
+
+void TcpStream::set_transform(std::unique_ptr<StreamTransform> transform) noexcept {
+    impl_->transform = std::move(transform);
 }
 
 std::size_t TcpStream::queued_bytes() const noexcept {
@@ -550,8 +618,14 @@ void TcpStream::close(CloseMode mode) {
         impl->close_handle();
         return;
     }
-    // Flush: write what is queued, send FIN, then discard input until the peer's FIN so the
-    // kernel does not answer unread bytes with a RST that would destroy our last response.
+    // Flush: write what is queued (and the transform's closing bytes), send FIN, then discard
+    // input until the peer's FIN so the kernel does not answer unread bytes with a RST that
+    // would destroy our last response.
+    if (impl->transform) {
+        impl->wire_out.clear();
+        impl->transform->on_close(impl->wire_out);
+        impl->write_wire_out();
+    }
     impl->flushing = true;
     impl->flush_timer = new uv_timer_t;
     uv_timer_init(impl->loop.raw(), impl->flush_timer);

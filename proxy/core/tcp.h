@@ -18,6 +18,7 @@
 
 #include "proxy/core/loop.h"
 #include "proxy/core/result.h"
+#include "proxy/core/stream_transform.h"
 
 struct uv_tcp_s;
 struct uv_write_s;
@@ -64,6 +65,12 @@ class TcpStream {
 
     /// Sets the receiver of events. Must be called before start_read() / connect().
     void set_handler(StreamHandler* handler) noexcept;
+    /// Puts `transform` (TLS) between the socket and the handler: on_read() then delivers the
+    /// plain bytes it yields, write() takes plain bytes and queues the wire bytes it makes, a
+    /// Flush close appends its closing bytes, and a transform error reaches the handler as
+    /// on_read_end(error). Must be called before start_read() / connect(). Wire bytes count
+    /// against the watermarks and go through the same queue and send batching as plain ones.
+    void set_transform(std::unique_ptr<StreamTransform> transform) noexcept;
 
     /// Connects to a numeric address ("127.0.0.1" or "::1") and port. `done` is called later
     /// (never synchronously) with success or Code::BackendUnreachable. Returns an error

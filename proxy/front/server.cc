@@ -25,15 +25,20 @@ core::Result<void> Server::start() {
         return r;
     }
     for (const auto& listen : context_.config().listen) {
+        tls::ServerContext* tls = nullptr;
         if (listen.tls) {
-            return core::fail(core::Code::Config, core::Side::Config,
-                              "TLS listeners are not available in this version");
+            auto ctx = tls::ServerContext::create({listen.tls->cert, listen.tls->key});
+            if (!ctx) {
+                return core::Unexpected{ctx.error()};
+            }
+            tls = ctx->get();
+            tls_contexts_.push_back(std::move(*ctx));
         }
         auto listener = std::make_unique<core::TcpListener>(loop_);
         const std::string scheme = listen.tls ? "https" : "http";
         auto r = listener->listen(listen.host, listen.port,
-                                  [this, scheme](std::unique_ptr<core::TcpStream> s) {
-                                      on_accept(std::move(s), scheme);
+                                  [this, scheme, tls](std::unique_ptr<core::TcpStream> s) {
+                                      on_accept(std::move(s), scheme, tls);
                                   });
         if (!r) {
             for (auto& l : listeners_) {
@@ -46,6 +51,7 @@ core::Result<void> Server::start() {
         }
         core::log(LogLevel::Info, "listening",
                   {{"address", listener->local_address()},
+                   {"tls", tls != nullptr ? "on" : "off"},
                    {"send_batch", loop_.send_batch() != nullptr ? "io_uring" : "off"}});
         listeners_.push_back(std::move(listener));
     }
@@ -74,7 +80,13 @@ std::vector<std::string> Server::addresses() const {
     return out;
 }
 
-void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme) {
+void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme,
+                       tls::ServerContext* tls) {
+    if (tls != nullptr) {
+        // TLS runs inside the stream: everything above it reads and writes plain bytes. The
+        // handshake counts against header_timeout like the request head it carries.
+        stream->set_transform(tls->new_transform());
+    }
     std::string ip = stream->peer_ip();
     if (stopping_ || !context_.admit_client(ip)) {
         const bool draining = stopping_;

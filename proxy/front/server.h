@@ -11,6 +11,7 @@
 #include "proxy/context.h"
 #include "proxy/core/loop.h"
 #include "proxy/core/tcp.h"
+#include "proxy/tls/server_context.h"
 #include "proxy/core/timer.h"
 
 namespace proxy {
@@ -35,11 +36,14 @@ class Server {
     std::string admin_address() const { return admin_ ? admin_->address() : std::string(); }
 
   private:
-    void on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme);
+    /// `tls` is the listener's TLS context, or null for a plain listener.
+    void on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme,
+                   tls::ServerContext* tls);
 
     core::Loop& loop_;
     Context context_;
     std::vector<std::unique_ptr<core::TcpListener>> listeners_;
+    std::vector<std::unique_ptr<tls::ServerContext>> tls_contexts_;  ///< one per TLS listener
     std::unique_ptr<AdminServer> admin_;
     std::unique_ptr<core::Timer> drain_timer_;
     std::unique_ptr<core::Timer> housekeeping_;  ///< 1 s: suppressed-log summaries

@@ -1,0 +1,185 @@
+#include "proxy/tls/transform.h"
+
+#include <climits>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "proxy/tls/server_context.h"
+
+namespace proxy::tls {
+
+using core::Code;
+using core::Error;
+using core::Side;
+
+namespace {
+
+/// Largest plaintext read per SSL_read call (one TLS record carries at most 16 KiB).
+constexpr int kReadChunk = 16 * 1024;
+
+/// OpenSSL's queued error reasons, oldest first, for a log line; empties the queue.
+std::string reasons() {
+    std::string out;
+    while (const unsigned long e = ERR_get_error()) {
+        if (!out.empty()) {
+            out.append("; ");
+        }
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        out.append(buf);
+    }
+    return out;
+}
+
+} // namespace
+
+Transform::Transform(ssl_st* ssl, HandshakeStats* stats) noexcept : ssl_(ssl), stats_(stats) {
+    BIO* in = BIO_new(BIO_s_mem());
+    BIO* out = BIO_new(BIO_s_mem());
+    // A memory BIO reports "retry" when empty instead of EOF, so SSL_read waits for more.
+    BIO_set_mem_eof_return(in, -1);
+    BIO_set_mem_eof_return(out, -1);
+    SSL_set_bio(ssl_, in, out);
+}
+
+Transform::~Transform() {
+    SSL_free(ssl_);
+}
+
+Error Transform::failure(std::string_view what, int ssl_error) {
+    failed_ = true;
+    std::string why = reasons();
+    if (why.empty()) {
+        why = "SSL error " + std::to_string(ssl_error);
+    }
+    return Error{Code::Tls, Side::Client, std::string(what) + ": " + why};
+}
+
+void Transform::drain(std::string& wire) {
+    BIO* out = SSL_get_wbio(ssl_);
+    const auto pending = static_cast<std::size_t>(BIO_ctrl_pending(out));
+    if (pending == 0) {
+        return;
+    }
+    const std::size_t at = wire.size();
+    wire.resize(at + pending);
+    const int n = BIO_read(out, wire.data() + at, static_cast<int>(pending));
+    wire.resize(at + (n > 0 ? static_cast<std::size_t>(n) : 0));
+}
+
+core::Result<void> Transform::on_connected(std::string& wire) {
+    return handshake(wire);
+}
+
+core::Result<void> Transform::handshake(std::string& wire) {
+    ERR_clear_error();
+    const int r = SSL_do_handshake(ssl_);
+    if (r == 1) {
+        established_ = true;
+        if (stats_ != nullptr) {
+            (SSL_version(ssl_) == TLS1_3_VERSION ? stats_->completed_tls13
+                                                 : stats_->completed_tls12)++;
+            if (SSL_session_reused(ssl_) != 0) {
+                ++stats_->resumed;
+            }
+        }
+        if (!held_.empty()) {
+            std::string held = std::move(held_);
+            held_.clear();
+            if (auto e = encrypt(std::as_bytes(std::span<const char>(held.data(), held.size())));
+                !e) {
+                drain(wire);
+                return e;
+            }
+        }
+        drain(wire);
+        return {};
+    }
+    const int err = SSL_get_error(ssl_, r);
+    drain(wire);  // handshake messages, or the alert that ends a failed handshake
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        return {};
+    }
+    if (stats_ != nullptr) {
+        ++stats_->failed;
+    }
+    return core::Unexpected{failure("handshake failed", err)};
+}
+
+core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string& plain,
+                                      std::string& wire) {
+    if (failed_) {
+        return core::fail(Code::Tls, Side::Client, "input after a TLS failure");
+    }
+    BIO* rbio = SSL_get_rbio(ssl_);
+    while (!in.empty()) {
+        const auto n = static_cast<int>(std::min<std::size_t>(in.size(), INT_MAX));
+        BIO_write(rbio, in.data(), n);
+        in = in.subspan(static_cast<std::size_t>(n));
+    }
+    if (!established_) {
+        if (auto r = handshake(wire); !r || !established_) {
+            return r;
+        }
+    }
+    ERR_clear_error();
+    for (;;) {
+        const std::size_t at = plain.size();
+        plain.resize(at + kReadChunk);
+        const int n = SSL_read(ssl_, plain.data() + at, kReadChunk);
+        if (n > 0) {
+            plain.resize(at + static_cast<std::size_t>(n));
+            continue;
+        }
+        plain.resize(at);
+        const int err = SSL_get_error(ssl_, n);
+        drain(wire);  // key updates, session tickets, alerts
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+            return {};
+        }
+        if (err == SSL_ERROR_ZERO_RETURN) {
+            // The peer's close_notify: what follows is its TCP FIN, reported by the stream.
+            return {};
+        }
+        return core::Unexpected{failure("TLS record failed", err)};
+    }
+}
+
+core::Result<void> Transform::encrypt(std::span<const std::byte> plain) {
+    ERR_clear_error();
+    while (!plain.empty()) {
+        const auto n = static_cast<int>(std::min<std::size_t>(plain.size(), INT_MAX));
+        // A memory BIO grows as needed, so SSL_write takes everything in one call.
+        const int r = SSL_write(ssl_, plain.data(), n);
+        if (r <= 0) {
+            return core::Unexpected{failure("TLS write failed", SSL_get_error(ssl_, r))};
+        }
+        plain = plain.subspan(static_cast<std::size_t>(r));
+    }
+    return {};
+}
+
+core::Result<void> Transform::on_plain(std::span<const std::byte> plain, std::string& wire) {
+    if (failed_) {
+        return core::fail(Code::Tls, Side::Internal, "write after a TLS failure");
+    }
+    if (!established_) {
+        held_.append(reinterpret_cast<const char*>(plain.data()), plain.size());
+        return {};
+    }
+    auto r = encrypt(plain);
+    drain(wire);
+    return r;
+}
+
+void Transform::on_close(std::string& wire) {
+    if (!established_ || failed_) {
+        return;
+    }
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // sends close_notify; the peer's answer is not awaited
+    drain(wire);
+}
+
+} // namespace proxy::tls
