@@ -50,7 +50,9 @@ constexpr std::uint64_t kU64 = std::numeric_limits<std::uint64_t>::max();
 constexpr std::array<std::string_view, 6> kTopKeys{"instance", "listen", "admin",
                                                    "limits", "drain_timeout", "routes"};
 constexpr std::array<std::string_view, 2> kListenKeys{"address", "tls"};
-constexpr std::array<std::string_view, 2> kTlsKeys{"cert", "key"};
+constexpr std::array<std::string_view, 5> kTlsKeys{"cert", "key", "certificates", "min_version",
+                                                   "client_ca"};
+constexpr std::array<std::string_view, 2> kCertificateKeys{"cert", "key"};
 constexpr std::array<std::string_view, 1> kAdminKeys{"address"};
 constexpr std::array<std::string_view, 2> kRateKeys{"messages_per_second", "burst"};
 constexpr std::array<std::string_view, 3> kTransportNames{"websocket", "sse", "longpoll"};
@@ -339,6 +341,7 @@ class Loader {
     std::optional<Duration> duration_of(const Field& field, Duration min);
     std::optional<double> rate_of(const Field& field);
     std::optional<std::string> file_of(const Field& field);
+    Tls parse_tls(const Field& field);
 
     void parse_listen(const Field& field, Config& config);
     void parse_admin(const Field& field, Config& config);
@@ -675,14 +678,7 @@ void Loader::parse_listen(const Field& field, Config& config) {
                     valid = false;
                 }
             } else if (name == "tls") {
-                const Entries tls_keys = entries(value, kTlsKeys);
-                require(value, tls_keys, kTlsKeys);
-                Tls tls;
-                for (const auto& [tls_name, tls_value] : tls_keys) {
-                    const auto path = file_of(tls_value);
-                    (tls_name == "cert" ? tls.cert : tls.key) = path.value_or("");
-                }
-                listener.tls = tls;
+                listener.tls = parse_tls(value);
             }
         }
         const bool has_address = std::any_of(keys.begin(), keys.end(),
@@ -692,6 +688,55 @@ void Loader::parse_listen(const Field& field, Config& config) {
             listen_fields_.push_back(address_field);
         }
     }
+}
+
+/// `listen[].tls`: the one-certificate short form `{cert, key}` or `certificates: [...]`, not
+/// both; `min_version` "1.2" (default) or "1.3"; `client_ca` a readable PEM file.
+Tls Loader::parse_tls(const Field& field) {
+    Tls tls;
+    const Entries keys = entries(field, kTlsKeys);
+    const auto has = [&keys](std::string_view k) {
+        return std::any_of(keys.begin(), keys.end(), [k](const auto& e) { return e.first == k; });
+    };
+    const bool short_form = has("cert") || has("key");
+    if (short_form && has("certificates")) {
+        report(field, "give either cert and key or certificates, not both");
+    } else if (!has("certificates")) {
+        require(field, keys, kCertificateKeys);
+    }
+    Certificate single;
+    for (const auto& [name, value] : keys) {
+        if (name == "cert" || name == "key") {
+            (name == "cert" ? single.cert : single.key) = file_of(value).value_or("");
+        } else if (name == "certificates") {
+            const auto items = list_of(value);
+            if (value.value.IsSequence() && items.empty()) {
+                report(value, "must list at least one {cert, key}");
+            }
+            for (const auto& item : items) {
+                const Entries pair = entries(item, kCertificateKeys);
+                require(item, pair, kCertificateKeys);
+                Certificate c;
+                for (const auto& [k, v] : pair) {
+                    (k == "cert" ? c.cert : c.key) = file_of(v).value_or("");
+                }
+                tls.certificates.push_back(std::move(c));
+            }
+        } else if (name == "min_version") {
+            const auto text = string_of(value);
+            if (text && *text != "1.2" && *text != "1.3") {
+                report(value, "must be \"1.2\" or \"1.3\" (TLS versions below 1.2 are not offered)");
+            } else if (text) {
+                tls.min_version = *text;
+            }
+        } else if (name == "client_ca") {
+            tls.client_ca = file_of(value).value_or("");
+        }
+    }
+    if (short_form) {
+        tls.certificates.insert(tls.certificates.begin(), std::move(single));
+    }
+    return tls;
 }
 
 /// "host:port", with brackets around an IPv6 host.

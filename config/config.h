@@ -17,12 +17,21 @@ namespace config {
 
 using Duration = std::chrono::milliseconds;
 
-/// A TLS certificate/key pair for a listener (`tls: {cert, key}`); both files are checked to be
-/// readable regular files. A relative path in the file is resolved against the configuration
-/// file's directory (load_config) and stored resolved.
-struct Tls {
+/// A certificate chain and its key (PEM files); both are checked to be readable regular files.
+/// A relative path in the file is resolved against the configuration file's directory
+/// (load_config) and stored resolved.
+struct Certificate {
     std::string cert;
     std::string key;
+};
+
+/// A listener's TLS (`tls: {cert, key}` or `tls: {certificates: [{cert, key}, ...]}`, plus
+/// `min_version` and `client_ca`).
+struct Tls {
+    /// Chosen by SNI from their SAN names; the first is the default. Never empty once loaded.
+    std::vector<Certificate> certificates;
+    std::string min_version = "1.2";  ///< "1.2" or "1.3"
+    std::string client_ca;            ///< PEM CA bundle requiring client certificates, or ""
 };
 
 /// One listening socket (`listen[]`). `address` is "host:port" or "[v6]:port" where host is an

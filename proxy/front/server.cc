@@ -27,7 +27,13 @@ core::Result<void> Server::start() {
     for (const auto& listen : context_.config().listen) {
         tls::ServerContext* tls = nullptr;
         if (listen.tls) {
-            auto ctx = tls::ServerContext::create({listen.tls->cert, listen.tls->key});
+            tls::ServerOptions options;
+            for (const auto& c : listen.tls->certificates) {
+                options.certificates.push_back({c.cert, c.key});
+            }
+            options.tls13_only = listen.tls->min_version == "1.3";
+            options.client_ca = listen.tls->client_ca;
+            auto ctx = tls::ServerContext::create(options);
             if (!ctx) {
                 return core::Unexpected{ctx.error()};
             }

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "proxy/tls/transform.h"
 
@@ -49,17 +50,30 @@ int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-} // namespace
+/// SNI (RFC 6066): switch to the context whose certificate covers the requested name.
+int select_certificate(SSL* ssl, int* /*alert*/, void* arg) {
+    const auto* self = static_cast<const ServerContext*>(arg);
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name != nullptr) {
+        if (SSL_CTX* ctx = self->context_for(name)) {
+            SSL_set_SSL_CTX(ssl, ctx);
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
 
-core::Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerOptions& options) {
+/// One context with the listener's policy and one certificate.
+core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerOptions& options) {
     ERR_clear_error();
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == nullptr) {
-        return core::fail(core::Code::Internal, core::Side::Internal,
-                          "SSL_CTX_new: " + reasons());
+        return core::fail(core::Code::Internal, core::Side::Internal, "SSL_CTX_new: " + reasons());
     }
-    std::unique_ptr<ServerContext> self(new ServerContext(ctx));
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    auto fail = [ctx](std::string why) {
+        SSL_CTX_free(ctx);
+        return core::fail(core::Code::Config, core::Side::Config, std::move(why) + reasons());
+    };
+    SSL_CTX_set_min_proto_version(ctx, options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
@@ -68,31 +82,74 @@ core::Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerO
     SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
     if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) {
-        return core::fail(core::Code::Internal, core::Side::Internal,
-                          "cipher list: " + reasons());
+        return fail("cipher list: ");
     }
-    if (SSL_CTX_use_certificate_chain_file(ctx, options.cert_file.c_str()) != 1) {
-        return core::fail(core::Code::Config, core::Side::Config,
-                          "TLS certificate " + options.cert_file + ": " + reasons());
+    if (SSL_CTX_use_certificate_chain_file(ctx, files.cert_file.c_str()) != 1) {
+        return fail("TLS certificate " + files.cert_file + ": ");
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-        return core::fail(core::Code::Config, core::Side::Config,
-                          "TLS key " + options.key_file + ": " + reasons());
+    if (SSL_CTX_use_PrivateKey_file(ctx, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+        return fail("TLS key " + files.key_file + ": ");
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        return core::fail(core::Code::Config, core::Side::Config,
-                          "TLS key " + options.key_file + " does not match certificate " +
-                              options.cert_file + ": " + reasons());
+        return fail("TLS key " + files.key_file + " does not match certificate " +
+                    files.cert_file + ": ");
+    }
+    if (!options.client_ca.empty()) {
+        // Client certificates (mutual TLS): required, and signed by this CA bundle.
+        if (SSL_CTX_load_verify_locations(ctx, options.client_ca.c_str(), nullptr) != 1) {
+            return fail("TLS client_ca " + options.client_ca + ": ");
+        }
+        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(options.client_ca.c_str());
+        if (names == nullptr) {
+            return fail("TLS client_ca " + options.client_ca + ": ");
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    }
+    return ctx;
+}
+
+} // namespace
+
+core::Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerOptions& options) {
+    if (options.certificates.empty()) {
+        return core::fail(core::Code::Config, core::Side::Config, "TLS: no certificate");
+    }
+    std::unique_ptr<ServerContext> self(new ServerContext);
+    for (const auto& files : options.certificates) {
+        auto ctx = make_context(files, options);
+        if (!ctx) {
+            return core::Unexpected{ctx.error()};
+        }
+        self->contexts_.push_back(*ctx);
+    }
+    if (self->contexts_.size() > 1) {
+        // SSL_CTX_set_tlsext_servername_callback() is a macro with a C-style cast.
+        SSL_CTX_callback_ctrl(self->contexts_[0], SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
+                              reinterpret_cast<void (*)()>(select_certificate));
+        SSL_CTX_set_tlsext_servername_arg(self->contexts_[0], self.get());
     }
     return self;
 }
 
 ServerContext::~ServerContext() {
-    SSL_CTX_free(ctx_);
+    for (SSL_CTX* ctx : contexts_) {
+        SSL_CTX_free(ctx);
+    }
+}
+
+SSL_CTX* ServerContext::context_for(const char* server_name) const noexcept {
+    for (SSL_CTX* ctx : contexts_) {
+        X509* cert = SSL_CTX_get0_certificate(ctx);
+        if (cert != nullptr && X509_check_host(cert, server_name, 0, 0, nullptr) == 1) {
+            return ctx;
+        }
+    }
+    return nullptr;
 }
 
 std::unique_ptr<core::StreamTransform> ServerContext::new_transform() {
-    SSL* ssl = SSL_new(ctx_);
+    SSL* ssl = SSL_new(contexts_[0]);
     if (ssl == nullptr) {
         return nullptr;
     }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy/core/result.h"
 #include "proxy/core/stream_transform.h"
@@ -24,10 +25,19 @@ struct ssl_ctx_st;
 
 namespace proxy::tls {
 
-/// What a TLS listener serves.
-struct ServerOptions {
+/// One certificate chain and its key (PEM files).
+struct CertificateFiles {
     std::string cert_file;  ///< PEM certificate chain (leaf first)
     std::string key_file;   ///< PEM private key of the leaf
+};
+
+/// What a TLS listener serves.
+struct ServerOptions {
+    /// Chosen by SNI: the first whose names (SAN, RFC 6125 matching with wildcards) cover the
+    /// requested name; the first is the default (no SNI, or no match). At least one.
+    std::vector<CertificateFiles> certificates;
+    bool tls13_only = false;  ///< min_version 1.3 (default minimum: 1.2)
+    std::string client_ca;    ///< PEM CA bundle: when set, a client certificate it signed is required
 };
 
 /// Counts of one context's handshakes (read by the metrics endpoint).
@@ -54,10 +64,14 @@ class ServerContext {
     /// Handshakes so far.
     const HandshakeStats& stats() const noexcept { return stats_; }
 
-  private:
-    explicit ServerContext(ssl_ctx_st* ctx) noexcept : ctx_(ctx) {}
+    /// The context whose certificate covers `server_name` (SNI callback), or null for the
+    /// default.
+    ssl_ctx_st* context_for(const char* server_name) const noexcept;
 
-    ssl_ctx_st* ctx_;
+  private:
+    ServerContext() = default;
+
+    std::vector<ssl_ctx_st*> contexts_;  ///< one per certificate; [0] is the default
     HandshakeStats stats_;
 };
 

@@ -630,9 +630,52 @@ TEST_CASE("TLS paths are resolved against the configuration file's directory") {
     }
     REQUIRE(result.has_value());
     REQUIRE(result->listen.at(0).tls);
-    CHECK(result->listen[0].tls->cert == (dir / "certs" / "cert.pem").string());
-    CHECK(result->listen[0].tls->key == (dir / "certs" / "key.pem").string());
+    REQUIRE(result->listen[0].tls->certificates.size() == 1);
+    CHECK(result->listen[0].tls->certificates[0].cert == (dir / "certs" / "cert.pem").string());
+    CHECK(result->listen[0].tls->certificates[0].key == (dir / "certs" / "key.pem").string());
+    CHECK(result->listen[0].tls->min_version == "1.2");
+    CHECK(result->listen[0].tls->client_ca.empty());
     fs::remove_all(dir);
+}
+
+TEST_CASE("TLS: several certificates, min_version and client_ca") {
+    const fs::path dir = fs::temp_directory_path() / "wsbridge_config_test_tls_many";
+    fs::create_directories(dir);
+    for (const char* f : {"a.pem", "a.key", "b.pem", "b.key", "ca.pem"}) {
+        std::ofstream(dir / f) << "x";
+    }
+    std::ofstream(dir / "tls.yaml")
+        << "listen:\n"
+           "  - address: 127.0.0.1:0\n"
+           "    tls:\n"
+           "      certificates: [{cert: a.pem, key: a.key}, {cert: b.pem, key: b.key}]\n"
+           "      min_version: \"1.3\"\n"
+           "      client_ca: ca.pem\n"
+           "routes: [{path: /, backend: ws://b}]\n";
+    auto result = config::load_config((dir / "tls.yaml").string());
+    if (!result) {
+        FAIL_CHECK(result.error().context);
+    }
+    REQUIRE(result.has_value());
+    const auto& tls = *result->listen.at(0).tls;
+    REQUIRE(tls.certificates.size() == 2);
+    CHECK(tls.certificates[0].cert == (dir / "a.pem").string());
+    CHECK(tls.certificates[1].key == (dir / "b.key").string());
+    CHECK(tls.min_version == "1.3");
+    CHECK(tls.client_ca == (dir / "ca.pem").string());
+    fs::remove_all(dir);
+}
+
+TEST_CASE("error: TLS forms and versions") {
+    const std::string tail = "routes: [{path: /, backend: ws://b}]\n";
+    CHECK(errors_of("listen:\n  - address: 127.0.0.1:0\n    tls: {min_version: \"1.1\", "
+                    "certificates: []}\n" + tail) ==
+          "bad.yaml:3:24: listen[0].tls.min_version: must be \"1.2\" or \"1.3\" (TLS versions "
+          "below 1.2 are not offered)\n"
+          "bad.yaml:3:45: listen[0].tls.certificates: must list at least one {cert, key}");
+    CHECK(errors_of("listen:\n  - address: 127.0.0.1:0\n    tls: {cert: /, certificates: []}\n" +
+                    tail)
+              .find("give either cert and key or certificates, not both") != std::string::npos);
 }
 
 TEST_CASE("error: origins, subprotocols, forward_headers") {
