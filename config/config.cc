@@ -53,6 +53,8 @@ constexpr std::array<std::string_view, 2> kListenKeys{"address", "tls"};
 constexpr std::array<std::string_view, 5> kTlsKeys{"cert", "key", "certificates", "min_version",
                                                    "client_ca"};
 constexpr std::array<std::string_view, 2> kCertificateKeys{"cert", "key"};
+constexpr std::array<std::string_view, 5> kBackendTlsKeys{"ca", "server_name", "cert", "key",
+                                                          "verify"};
 constexpr std::array<std::string_view, 1> kAdminKeys{"address"};
 constexpr std::array<std::string_view, 2> kRateKeys{"messages_per_second", "burst"};
 constexpr std::array<std::string_view, 3> kTransportNames{"websocket", "sse", "longpoll"};
@@ -62,9 +64,9 @@ constexpr std::array<std::string_view, 19> kLimitsKeys{
     "backend_handshake_timeout", "close_timeout", "message_timeout", "max_message",
     "max_post_body", "rate", "max_sessions", "outbound_queue", "resume_window", "replay_buffer",
     "replay_messages"};
-constexpr std::array<std::string_view, 21> kRouteKeys{
+constexpr std::array<std::string_view, 22> kRouteKeys{
     "path", "backend", "transports", "origins", "require_origin", "subprotocols",
-    "forward_headers", "idle_timeout", "backend_idle_timeout", "backend_connect_timeout",
+    "forward_headers", "backend_tls", "idle_timeout", "backend_idle_timeout", "backend_connect_timeout",
     "backend_handshake_timeout", "close_timeout", "message_timeout", "max_message",
     "max_post_body", "rate", "max_sessions", "outbound_queue", "resume_window", "replay_buffer",
     "replay_messages"};
@@ -342,6 +344,7 @@ class Loader {
     std::optional<double> rate_of(const Field& field);
     std::optional<std::string> file_of(const Field& field);
     Tls parse_tls(const Field& field);
+    void parse_backend_tls(const Field& field, BackendTls& tls);
 
     void parse_listen(const Field& field, Config& config);
     void parse_admin(const Field& field, Config& config);
@@ -979,6 +982,7 @@ Route Loader::parse_route(const Field& field, const RouteLimits& defaults) {
     Route route;
     route.limits = defaults;
     SetKeys set;
+    std::optional<Field> backend_tls;
     for (const auto& [name, value] : keys) {
         if (name == "path") {
             parse_route_path(value, route);
@@ -1001,12 +1005,49 @@ Route Loader::parse_route(const Field& field, const RouteLimits& defaults) {
             route.subprotocols = parse_tokens(value, false);
         } else if (name == "forward_headers") {
             route.forward_headers = parse_tokens(value, true);
+        } else if (name == "backend_tls") {
+            backend_tls = value;
+            parse_backend_tls(value, route.backend_tls);
         } else {
             parse_route_limit(name, value, route.limits, set);
         }
     }
+    if (backend_tls && !route.backend.text.empty() && !route.backend.tls) {
+        report(*backend_tls, "applies to wss:// backends only (backend is " +
+                                 quote(route.backend.text) + ")");
+    }
     check_combinations(route.limits, set);
     return route;
+}
+
+void Loader::parse_backend_tls(const Field& field, BackendTls& tls) {
+    const Entries keys = entries(field, kBackendTlsKeys);
+    bool has_cert = false;
+    bool has_key = false;
+    for (const auto& [name, value] : keys) {
+        if (name == "ca") {
+            tls.ca = file_of(value).value_or("");
+        } else if (name == "server_name") {
+            if (const auto text = string_of(value)) {
+                if (text->empty() || text->find_first_of(" /:@[]") != std::string::npos) {
+                    report(value, "must be a host name (got " + quote(*text) + ")");
+                } else {
+                    tls.server_name = *text;
+                }
+            }
+        } else if (name == "cert") {
+            has_cert = true;
+            tls.cert = file_of(value).value_or("");
+        } else if (name == "key") {
+            has_key = true;
+            tls.key = file_of(value).value_or("");
+        } else if (name == "verify") {
+            tls.verify = bool_of(value).value_or(true);
+        }
+    }
+    if (has_cert != has_key) {
+        report(field, "cert and key go together");
+    }
 }
 
 void Loader::parse_route_path(const Field& field, Route& route) {

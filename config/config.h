@@ -65,6 +65,17 @@ struct Rate {
     std::uint32_t burst = 200;
 };
 
+/// How a route verifies and authenticates to a wss:// backend (`backend_tls`). Verification
+/// (the chain against `ca`, or the system CA store when `ca` is empty, and the host name) is
+/// always on unless `verify: false`.
+struct BackendTls {
+    std::string ca;           ///< PEM CA bundle to trust instead of the system store, or ""
+    std::string server_name;  ///< SNI and the name to verify; default: the backend URL's host
+    std::string cert;         ///< client certificate (PEM) presented to the backend, or ""
+    std::string key;          ///< its key; set together with cert
+    bool verify = true;
+};
+
 /// Limits that a route may override; the global `limits` block holds their defaults.
 struct RouteLimits {
     std::uint64_t max_message = 1024 * 1024;        ///< one WebSocket message, bytes
@@ -111,6 +122,7 @@ struct Route {
     bool require_origin = false;            ///< reject requests without Origin
     std::vector<std::string> subprotocols;  ///< empty: pass the client's offer through
     std::vector<std::string> forward_headers; ///< extra request headers sent to the backend
+    BackendTls backend_tls;                 ///< used for wss:// backends only
     RouteLimits limits;
 };
 
