@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "config/config.h"
+#include "proxy/core/text.h"
 
 namespace config {
 namespace {
@@ -176,19 +177,6 @@ bool is_token(std::string_view text) {
     });
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /// True when a path holds a "." or ".." segment, counting %2e as '.' and %2f, %5c and '\'
 /// as separators: backends and the servers behind them commonly decode these.
 bool has_dot_segment(std::string_view path) {
@@ -196,14 +184,10 @@ bool has_dot_segment(std::string_view path) {
     bool only_dots = true;
     for (std::size_t i = 0; i <= path.size(); ++i) {
         char c = i < path.size() ? path[i] : '/';
-        if (c == '%' && i + 2 < path.size() && hex_value(path[i + 1]) >= 0 &&
-            hex_value(path[i + 2]) >= 0) {
-            const char decoded = static_cast<char>(hex_value(path[i + 1]) * 16 +
-                                                   hex_value(path[i + 2]));
-            if (decoded == '.' || decoded == '/' || decoded == '\\') {
-                c = decoded;
-                i += 2;
-            }
+        if (const auto decoded = proxy::core::percent_escape_at(path, i);
+            decoded && (*decoded == '.' || *decoded == '/' || *decoded == '\\')) {
+            c = *decoded;
+            i += 2;
         }
         if (c == '/' || c == '\\') {
             if (only_dots && (length == 1 || length == 2)) {

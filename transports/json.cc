@@ -1,5 +1,6 @@
 #include "transports/json.h"
 
+#include "proxy/core/text.h"
 #include "proxy/ws/utf8.h"
 
 #include <charconv>
@@ -9,26 +10,12 @@ namespace transports::json {
 
 using proxy::core::Code;
 using proxy::core::fail;
+using proxy::core::hex_value;
 using proxy::core::Result;
 using proxy::core::Side;
 using proxy::core::Unexpected;
 
 namespace {
-
-constexpr char kHex[] = "0123456789abcdef";
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 // Appends code point `cp` (a scalar value: not a surrogate, at most U+10FFFF) as UTF-8.
 void append_utf8(std::string& out, std::uint32_t cp) {
@@ -53,46 +40,6 @@ bool is_high_surrogate(std::uint32_t u) noexcept { return u >= 0xD800 && u <= 0x
 bool is_low_surrogate(std::uint32_t u) noexcept { return u >= 0xDC00 && u <= 0xDFFF; }
 
 } // namespace
-
-void append_string(std::string& out, std::string_view utf8) {
-    out.push_back('"');
-    std::size_t run = 0; // start of the bytes not yet copied
-    for (std::size_t i = 0; i < utf8.size(); ++i) {
-        const auto u = static_cast<unsigned char>(utf8[i]);
-        const char* short_escape = nullptr;
-        std::size_t width = 1; // input bytes replaced by the escape
-        switch (u) {
-        case '"': short_escape = "\\\""; break;
-        case '\\': short_escape = "\\\\"; break;
-        case '\b': short_escape = "\\b"; break;
-        case '\f': short_escape = "\\f"; break;
-        case '\n': short_escape = "\\n"; break;
-        case '\r': short_escape = "\\r"; break;
-        case '\t': short_escape = "\\t"; break;
-        default:
-            // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR are E2 80 A8 / E2 80 A9.
-            // JSON allows them raw, but JavaScript before ES2019 ends a string literal there.
-            if (u == 0xE2 && i + 2 < utf8.size() && utf8[i + 1] == '\x80' &&
-                (utf8[i + 2] == '\xA8' || utf8[i + 2] == '\xA9')) {
-                short_escape = utf8[i + 2] == '\xA8' ? "\\u2028" : "\\u2029";
-                width = 3;
-            } else if (u >= 0x20) {
-                continue;
-            }
-        }
-        out.append(utf8.substr(run, i - run));
-        if (short_escape != nullptr) {
-            out.append(short_escape);
-        } else {
-            const char esc[] = {'\\', 'u', '0', '0', kHex[u >> 4], kHex[u & 0xF]};
-            out.append(esc, sizeof(esc));
-        }
-        i += width - 1;
-        run = i + 1;
-    }
-    out.append(utf8.substr(run));
-    out.push_back('"');
-}
 
 void append_uint(std::string& out, std::uint64_t value) {
     char buf[20];

@@ -9,6 +9,7 @@
 // lone surrogates, invalid UTF-8) is an error with the byte offset where it was found.
 
 #include "proxy/core/result.h"
+#include "proxy/core/text.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -17,12 +18,13 @@
 
 namespace transports::json {
 
-/// Appends `utf8` to `out` as a quoted JSON string. Escapes `"` and `\`, writes the short
-/// escapes `\b \f \n \r \t`, other C0 controls as lower-case `\u00xx`, and U+2028/U+2029 as
-/// `\u2028`/`\u2029` so the document is also a valid JavaScript literal. Every other byte,
-/// non-ASCII included, is copied as is (RFC 8259 §7 allows it). Precondition: `utf8` is valid
-/// UTF-8 (the caller validated it); invalid bytes are copied unchanged, never repaired.
-void append_string(std::string& out, std::string_view utf8);
+/// Appends `utf8` to `out` as a quoted JSON string: proxy::core::append_json_string, which
+/// states the escapes (short escapes, other C0 controls as `\u00xx`, U+2028/U+2029 escaped,
+/// everything else copied as is). Precondition: `utf8` is valid UTF-8; invalid bytes are
+/// copied unchanged, never repaired.
+inline void append_string(std::string& out, std::string_view utf8) {
+    proxy::core::append_json_string(out, utf8);
+}
 
 /// Appends `value` in decimal, as a JSON number.
 void append_uint(std::string& out, std::uint64_t value);

@@ -1,5 +1,7 @@
 #include "proxy/front/routing.h"
 
+#include "proxy/core/text.h"
+
 namespace proxy {
 
 bool is_reserved_query_param(std::string_view name) noexcept {
@@ -8,18 +10,6 @@ bool is_reserved_query_param(std::string_view name) noexcept {
 }
 
 std::optional<std::string> decode_query_value(std::string_view value) {
-    const auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') {
-            return c - '0';
-        }
-        if (c >= 'a' && c <= 'f') {
-            return c - 'a' + 10;
-        }
-        if (c >= 'A' && c <= 'F') {
-            return c - 'A' + 10;
-        }
-        return -1;
-    };
     std::string out;
     out.reserve(value.size());
     for (std::size_t i = 0; i < value.size(); ++i) {
@@ -29,15 +19,11 @@ std::optional<std::string> decode_query_value(std::string_view value) {
         } else if (c != '%') {
             out.push_back(c);
         } else {
-            if (i + 2 >= value.size()) {
+            const auto decoded = core::percent_escape_at(value, i);
+            if (!decoded) {
                 return std::nullopt;
             }
-            const int hi = hex(value[i + 1]);
-            const int lo = hex(value[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return std::nullopt;
-            }
-            out.push_back(static_cast<char>(hi * 16 + lo));
+            out.push_back(*decoded);
             i += 2;
         }
     }

@@ -1,6 +1,6 @@
 #include "proxy/http/response.h"
 
-#include <cstdio>
+#include "proxy/core/text.h"
 
 namespace proxy::http {
 
@@ -29,22 +29,6 @@ std::string_view reason_phrase(unsigned status) noexcept {
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     default: return "Unknown";
-    }
-}
-
-void append_json_escaped(std::string& out, std::string_view text) {
-    for (char c : text) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out.push_back('\\');
-            out.push_back(c);
-        } else if (u < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof(buf), "\\u%04x", u);
-            out.append(buf);
-        } else {
-            out.push_back(c);
-        }
     }
 }
 
@@ -77,11 +61,11 @@ std::string build_response(unsigned status,
 
 std::string json_error(unsigned status, std::string_view code, std::string_view detail,
                        bool close, const std::vector<std::pair<std::string, std::string>>& extra) {
-    std::string body = "{\"error\":\"";
-    append_json_escaped(body, code);
-    body.append("\",\"detail\":\"");
-    append_json_escaped(body, detail);
-    body.append("\"}");
+    std::string body = "{\"error\":";
+    core::append_json_string(body, code);
+    body.append(",\"detail\":");
+    core::append_json_string(body, detail);
+    body.push_back('}');
     std::vector<std::pair<std::string, std::string>> headers = {
         {"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
     headers.insert(headers.end(), extra.begin(), extra.end());

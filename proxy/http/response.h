@@ -12,9 +12,6 @@ namespace proxy::http {
 /// Standard reason phrase for `status` ("Bad Request"), or "Unknown".
 std::string_view reason_phrase(unsigned status) noexcept;
 
-/// Escapes `text` as the inside of a JSON string (quotes, backslash, control bytes as \uXXXX).
-void append_json_escaped(std::string& out, std::string_view text);
-
 /// A complete response: status line, `headers` in order, Content-Length (always, even 0), and
 /// `Connection: close` when `close` is set, then the body.
 std::string build_response(unsigned status,
@@ -23,7 +20,8 @@ std::string build_response(unsigned status,
 
 /// A JSON error response: `{"error":"<code>","detail":"<detail>"}` with
 /// `Content-Type: application/json` and `Cache-Control: no-store`. `extra` headers are added
-/// (e.g. `Sec-WebSocket-Version: 13` on a 426).
+/// (e.g. `Sec-WebSocket-Version: 13` on a 426). Both strings are quoted by
+/// core::append_json_string, the one JSON string writer (the transports use it too).
 std::string json_error(unsigned status, std::string_view code, std::string_view detail,
                        bool close,
                        const std::vector<std::pair<std::string, std::string>>& extra = {});

@@ -1,5 +1,5 @@
-// Tests for proxy/http/response.cc: reason phrases, JSON escaping, and the exact bytes of
-// built responses (SPEC §1: every error body is {"error":"<code>","detail":"<sentence>"}).
+// Tests for proxy/http/response.cc: reason phrases and the exact bytes of built responses
+// (SPEC §1: every error body is {"error":"<code>","detail":"<sentence>"}).
 
 #include "proxy/http/response.h"
 
@@ -13,12 +13,6 @@ namespace proxy::http {
 namespace {
 
 using namespace std::string_literals;
-
-std::string escaped(std::string_view text) {
-    std::string out;
-    append_json_escaped(out, text);
-    return out;
-}
 
 TEST_CASE("reason_phrase knows every status the proxy sends and says Unknown otherwise") {
     CHECK(reason_phrase(101) == "Switching Protocols");
@@ -36,20 +30,6 @@ TEST_CASE("reason_phrase knows every status the proxy sends and says Unknown oth
     CHECK(reason_phrase(504) == "Gateway Timeout");
     CHECK(reason_phrase(299) == "Unknown");
     CHECK(reason_phrase(0) == "Unknown");
-}
-
-TEST_CASE("append_json_escaped escapes quotes, backslashes and control bytes only") {
-    CHECK(escaped("plain text") == "plain text");
-    CHECK(escaped("say \"hi\"") == "say \\\"hi\\\"");
-    CHECK(escaped("a\\b") == "a\\\\b");
-    CHECK(escaped("line\nnext\ttab\r") == "line\\u000anext\\u0009tab\\u000d");
-    CHECK(escaped("\x01\x1f") == "\\u0001\\u001f");
-    CHECK(escaped("nul\0byte"s) == "nul\\u0000byte");
-    // UTF-8 and DEL pass through unchanged (valid inside a JSON string).
-    CHECK(escaped("caf\xC3\xA9 \x7F") == "caf\xC3\xA9 \x7F");
-    std::string out = "prefix:";
-    append_json_escaped(out, "\"");
-    CHECK(out == "prefix:\\\"");
 }
 
 TEST_CASE("build_response writes the status line, headers in order, Content-Length, body") {
@@ -94,6 +74,17 @@ TEST_CASE("a built response parses back with the same status, headers and body l
     CHECK(*resp.find("Retry-After") == "1");
     REQUIRE(resp.find("Content-Length") != nullptr);
     CHECK(std::stoul(*resp.find("Content-Length")) == r.size() - fed->consumed);
+}
+
+TEST_CASE("json_error quotes code and detail with the one JSON string writer") {
+    // core::append_json_string (tests/unit/proxy/core/text_test.cc): short escapes for
+    // \b \f \n \r \t, \u00xx for other C0 controls, U+2028/U+2029 escaped, UTF-8 copied.
+    const std::string r = json_error(400, "bad\\code", "a\nb\x01 caf\xC3\xA9 \xE2\x80\xA8", false);
+    const std::string body =
+        "{\"error\":\"bad\\\\code\",\"detail\":\"a\\nb\\u0001 caf\xC3\xA9 \\u2028\"}";
+    CHECK(r == "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+               "Cache-Control: no-store\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
 } // namespace
