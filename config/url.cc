@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "proxy/core/text.h"
 
 namespace config {
 namespace {
@@ -20,10 +21,6 @@ bool is_alpha(char c) {
 
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
-}
-
-bool is_hex(char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 char lower(char c) {
@@ -191,7 +188,8 @@ bool valid_path(std::string_view path, std::string& why) {
     for (std::size_t i = 0; i < path.size(); ++i) {
         const char c = path[i];
         if (c == '%') {
-            if (i + 2 >= path.size() || !is_hex(path[i + 1]) || !is_hex(path[i + 2])) {
+            if (i + 2 >= path.size() || proxy::core::hex_value(path[i + 1]) < 0 ||
+                proxy::core::hex_value(path[i + 2]) < 0) {
                 why = "invalid percent-escape in path";
                 return false;
             }

@@ -356,7 +356,7 @@ TEST_CASE("error: unknown keys, with the allowed ones and a hint") {
     CHECK(errors_of(with_route("    idle_timout: 5s\n")) ==
           "bad.yaml:6:5: routes[0].idle_timout: unknown key; did you mean \"idle_timeout\"? "
           "allowed: path, backend, transports, origins, require_origin, subprotocols, "
-          "forward_headers, idle_timeout, backend_idle_timeout, backend_connect_timeout, "
+          "forward_headers, backend_tls, idle_timeout, backend_idle_timeout, backend_connect_timeout, "
           "backend_handshake_timeout, close_timeout, message_timeout, max_message, "
           "max_post_body, rate, max_sessions, outbound_queue, resume_window, replay_buffer, "
           "replay_messages");
@@ -678,6 +678,50 @@ TEST_CASE("error: TLS forms and versions") {
               .find("give either cert and key or certificates, not both") != std::string::npos);
 }
 
+TEST_CASE("backend_tls: verification settings of a wss backend") {
+    const fs::path dir = fs::temp_directory_path() / "wsbridge_config_test_backend_tls";
+    fs::create_directories(dir);
+    for (const char* f : {"ca.pem", "c.pem", "c.key"}) {
+        std::ofstream(dir / f) << "x";
+    }
+    std::ofstream(dir / "b.yaml")
+        << "listen: [{address: 127.0.0.1:0}]\n"
+           "routes:\n"
+           "  - path: /a\n"
+           "    backend: wss://backend.internal/ws\n"
+           "    backend_tls: {ca: ca.pem, server_name: api.internal, cert: c.pem, key: c.key}\n"
+           "  - path: /b\n"
+           "    backend: wss://10.0.0.1:8443/\n"
+           "    backend_tls: {verify: false}\n"
+           "  - path: /c\n"
+           "    backend: wss://x/\n";
+    auto result = config::load_config((dir / "b.yaml").string());
+    if (!result) {
+        FAIL_CHECK(result.error().context);
+    }
+    REQUIRE(result.has_value());
+    const auto& a = result->routes.at(0).backend_tls;
+    CHECK(a.ca == (dir / "ca.pem").string());
+    CHECK(a.server_name == "api.internal");
+    CHECK(a.cert == (dir / "c.pem").string());
+    CHECK(a.key == (dir / "c.key").string());
+    CHECK(a.verify);
+    CHECK_FALSE(result->routes.at(1).backend_tls.verify);
+    CHECK(result->routes.at(2).backend_tls.verify);  // verification is on by default
+    CHECK(result->routes.at(2).backend_tls.ca.empty());
+    fs::remove_all(dir);
+}
+
+TEST_CASE("error: backend_tls") {
+    CHECK(errors_of("listen: [{address: 127.0.0.1:0}]\nroutes:\n  - path: /\n"
+                    "    backend: ws://b\n    backend_tls: {verify: false}\n") ==
+          "bad.yaml:5:18: routes[0].backend_tls: applies to wss:// backends only (backend is "
+          "\"ws://b\")");
+    CHECK(errors_of("listen: [{address: 127.0.0.1:0}]\nroutes:\n  - path: /\n"
+                    "    backend: wss://b\n    backend_tls: {cert: /, server_name: \"a b\"}\n")
+              .find("cert and key go together") != std::string::npos);
+}
+
 TEST_CASE("error: origins, subprotocols, forward_headers") {
     CHECK(errors_of(with_route("    origins: [\"*\", https://a.com/, \"https://*\"]\n")) ==
           "bad.yaml:6:20: routes[0].origins[1]: invalid origin \"https://a.com/\": an origin "
@@ -741,7 +785,7 @@ limits:
           "bad.yaml:6:19: routes[0].idle_timeout: invalid duration \"10parsecs\" (use 250ms, "
           "30s, 5m, 1h)\n"
           "bad.yaml:7:5: routes[0].colour: unknown key; allowed: path, backend, transports, "
-          "origins, require_origin, subprotocols, forward_headers, idle_timeout, "
+          "origins, require_origin, subprotocols, forward_headers, backend_tls, idle_timeout, "
           "backend_idle_timeout, backend_connect_timeout, backend_handshake_timeout, "
           "close_timeout, message_timeout, max_message, max_post_body, rate, max_sessions, "
           "outbound_queue, resume_window, replay_buffer, replay_messages\n"
