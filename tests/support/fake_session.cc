@@ -37,9 +37,9 @@ std::uint64_t FakeSession::push(std::string payload, bool binary) {
     return seq;
 }
 
-void FakeSession::close(std::uint16_t code, std::string reason) {
+void FakeSession::close(std::uint16_t code, std::string reason, bool notify) {
     close_ = transports::CloseInfo{code, std::move(reason)};
-    if (transport_ != nullptr) {
+    if (notify && transport_ != nullptr) {
         transport_->on_messages();
     }
 }

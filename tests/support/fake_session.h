@@ -43,8 +43,8 @@ class FakeSession final : public transports::SessionView {
     std::uint64_t store(std::string payload, bool binary = false);
     /// Stores a message and tells the attached transport (on_messages()).
     std::uint64_t push(std::string payload, bool binary = false);
-    /// Sets the close (the backend closed) and tells the attached transport.
-    void close(std::uint16_t code, std::string reason);
+    /// Sets the close (the backend closed) and, when `notify`, tells the attached transport.
+    void close(std::uint16_t code, std::string reason, bool notify = true);
     /// The session goes away: the attached transport gets on_session_gone() and is forgotten.
     void gone();
 

@@ -33,6 +33,11 @@ class FakeTransport final : public transports::Transport {
     /// start() would.
     explicit FakeTransport(transports::SessionView& session, std::uint64_t after = 0)
         : session_(&session), cursor_(after) {}
+    /// Detaches when still attached (a test that failed half-way), so the session is not left
+    /// pointing at a dead transport.
+    ~FakeTransport() override { detach(); }
+    FakeTransport(const FakeTransport&) = delete;
+    FakeTransport& operator=(const FakeTransport&) = delete;
 
     // ---- Transport ----
     /// Counts the call and pulls.
