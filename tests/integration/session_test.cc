@@ -94,11 +94,17 @@ struct World {
     FakeBackend backend;
     std::unique_ptr<Context> context;
     const RouteRuntime* route = nullptr;
+    Opener opener;  ///< of the session open_session() opens
 
   private:
     Metrics final_metrics_;
     bool finished_ = false;
 };
+
+/// resume_window = 100 ms.
+void short_resume_window(config::Config& c) {
+    c.routes[0].limits.resume_window = std::chrono::milliseconds(100);
+}
 
 /// The one place that creates a Session. Sessions own themselves today (`new`, then end()
 /// defers their deletion); when the Context registry owns them, only this changes.
@@ -116,7 +122,8 @@ http::Request get_chat() {
 }
 
 /// A session whose backend accepted: created, started like a GET /chat, and open.
-Session& open_session(World& w, Opener& opener) {
+Session& open_session(World& w) {
+    Opener& opener = w.opener;
     Session& s = create_session(*w.context, *w.route);
     s.start(get_chat(), "127.0.0.1", &opener);
     REQUIRE(w.until([&] { return opener.opened + opener.failed > 0; }));
@@ -163,8 +170,7 @@ std::string sized(std::size_t i, std::size_t size) {
 TEST_CASE("session: backend messages get seq 1, 2, 3 in order and reach the attached "
           "transport whole") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     attach(s, t);
     CHECK(t.messages().empty());
@@ -201,8 +207,7 @@ TEST_CASE("session: backend messages get seq 1, 2, 3 in order and reach the atta
 TEST_CASE("session: with no transport attached messages wait in the replay buffer; one "
           "attached later gets them, then the new ones") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     BackendPeer& b = w.backend.peer();
     b.send_text("a");
     b.send_text("b");
@@ -225,8 +230,7 @@ TEST_CASE("session: with no transport attached messages wait in the replay buffe
 TEST_CASE("session: an acknowledgement trims the replay buffer; a resume after it starts "
           "past the acknowledged messages") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     attach(s, t);
     BackendPeer& b = w.backend.peer();
@@ -260,8 +264,7 @@ TEST_CASE("session: an acknowledgement trims the replay buffer; a resume after i
 TEST_CASE("session: replay_messages evicts the oldest delivered messages and a resume from "
           "before them sees the gap") {
     World w([](config::Config& c) { c.routes[0].limits.replay_messages = 3; });
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport sse(s);  // an SSE-like client: delivered, never acknowledged
     sse.auto_deliver = true;
     attach(s, sse);
@@ -291,8 +294,7 @@ TEST_CASE("session: replay_buffer evicts by bytes, oldest first, and the gap nam
         c.routes[0].limits.replay_buffer = 1000;
         c.routes[0].limits.max_message = 1000;
     });
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport sse(s);
     sse.auto_deliver = true;
     attach(s, sse);
@@ -324,8 +326,7 @@ TEST_CASE("session: a message larger than the room left evicts an undelivered on
         c.routes[0].limits.replay_buffer = 1000;
         c.routes[0].limits.max_message = 1000;
     });
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     BackendPeer& b = w.backend.peer();
     b.send_text(sized(1, 400));  // 400 undelivered: under the 500 threshold, no pause
     b.send_text(sized(2, 900));  // 1300 > 1000: seq 1 goes, undelivered
@@ -347,8 +348,7 @@ TEST_CASE("session: a message larger than the room left evicts an undelivered on
 TEST_CASE("session: send forwards each seq exactly once and in order; repeats are "
           "acknowledged and not re-sent; a gap is refused with the expected seq") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     BackendPeer& b = w.backend.peer();
     CHECK(s.expected_client_seq() == 1);
 
@@ -407,8 +407,7 @@ TEST_CASE("session: send forwards each seq exactly once and in order; repeats ar
 TEST_CASE("session: send over the rate is refused with Retry-After, over the burst at once; "
           "retried seqs cost nothing") {
     World w([](config::Config& c) { c.routes[0].limits.rate = config::Rate{0.3, 3}; });
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     BackendPeer& b = w.backend.peer();
 
     auto m = texts({"a", "b", "c"});  // the whole bucket
@@ -461,8 +460,7 @@ TEST_CASE("session: send is refused as Busy while the backend's write queue is o
         c.routes[0].limits.outbound_queue = 64 * 1024;
         c.routes[0].limits.max_message = 64 * 1024 * 1024;
     });
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     BackendPeer& b = w.backend.peer();
     b.pause_reading();
     // More than loopback's socket buffers can take: the rest waits in the proxy's queue.
@@ -492,8 +490,7 @@ TEST_CASE("session: the backend's reading pauses once undelivered bytes pass the
           "resumes at half of it") {
     // threshold = min(outbound_queue, replay_buffer / 2) = 10000 bytes.
     World w([](config::Config& c) { c.routes[0].limits.outbound_queue = 10'000; });
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);  // takes nothing as delivered until told
     attach(s, t);
     BackendPeer& b = w.backend.peer();
@@ -531,8 +528,7 @@ TEST_CASE("session: the backend's reading pauses once undelivered bytes pass the
 
 TEST_CASE("session: a transport whose queue is full pauses the backend until it drains") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     t.auto_deliver = true;
     attach(s, t);
@@ -558,8 +554,7 @@ TEST_CASE("session: a transport whose queue is full pauses the backend until it 
 TEST_CASE("session: a backend close reaches the transport after every message, with its code "
           "and reason, at the position after the last message") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     attach(s, t);
     BackendPeer& b = w.backend.peer();
@@ -589,8 +584,7 @@ TEST_CASE("session: a backend close reaches the transport after every message, w
 TEST_CASE("session: a backend close with no transport attached reaches one that attaches "
           "later, after the messages it missed") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     BackendPeer& b = w.backend.peer();
     b.send_text("a");
     b.send_close(1000, "done");
@@ -614,8 +608,7 @@ TEST_CASE("session: a backend close with no transport attached reaches one that 
 
 TEST_CASE("session: a backend gone without a close gives 1014 after the messages") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     attach(s, t);
     BackendPeer& b = w.backend.peer();
@@ -632,8 +625,7 @@ TEST_CASE("session: a backend gone without a close gives 1014 after the messages
 
 TEST_CASE("session: a backend reset gives 1014 too") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     attach(s, t);
     w.backend.peer().abort_tcp();
@@ -646,8 +638,7 @@ TEST_CASE("session: a backend reset gives 1014 too") {
 
 TEST_CASE("session: invalid UTF-8 from the backend gives 1007 to the client and the backend") {
     World w;
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     attach(s, t);
     BackendPeer& b = w.backend.peer();
@@ -666,8 +657,7 @@ TEST_CASE("session: invalid UTF-8 from the backend gives 1007 to the client and 
 TEST_CASE("session: a backend message over max_message gives 1009; one of exactly "
           "max_message passes") {
     World w([](config::Config& c) { c.routes[0].limits.max_message = 100; });
-    Opener o;
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     FakeTransport t(s);
     attach(s, t);
     BackendPeer& b = w.backend.peer();
@@ -687,10 +677,9 @@ TEST_CASE("session: a backend message over max_message gives 1009; one of exactl
 
 TEST_CASE("session: with no transport for resume_window the backend gets 1001 and the "
           "session is gone") {
-    World w([](config::Config& c) { c.routes[0].limits.resume_window = std::chrono::milliseconds(100); });
-    Opener o;
+    World w(short_resume_window);
     const std::uint64_t opened_at = now_ms(w.loop);
-    Session& s = open_session(w, o);
+    Session& s = open_session(w);
     const std::string id(s.id());
     BackendPeer& b = w.backend.peer();
     REQUIRE(w.until([&] { return b.close_frame() != nullptr; }));
@@ -705,9 +694,8 @@ TEST_CASE("session: with no transport for resume_window the backend gets 1001 an
 
 TEST_CASE("session: an attached transport holds the session open; its detach starts the "
           "resume window") {
-    World w([](config::Config& c) { c.routes[0].limits.resume_window = std::chrono::milliseconds(100); });
-    Opener o;
-    Session& s = open_session(w, o);
+    World w(short_resume_window);
+    Session& s = open_session(w);
     const std::string id(s.id());
     FakeTransport t(s);
     attach(s, t);
@@ -726,9 +714,8 @@ TEST_CASE("session: an attached transport holds the session open; its detach sta
 
 TEST_CASE("session: attaching a second transport replaces the first, which hears nothing more; "
           "its late detach is ignored") {
-    World w([](config::Config& c) { c.routes[0].limits.resume_window = std::chrono::milliseconds(100); });
-    Opener o;
-    Session& s = open_session(w, o);
+    World w(short_resume_window);
+    Session& s = open_session(w);
     const std::string id(s.id());
     BackendPeer& b = w.backend.peer();
     FakeTransport first(s);
@@ -763,13 +750,12 @@ TEST_CASE("session: a backend that refuses the session fails the opener with its
     script.handshake = BackendScript::Handshake::Reject;
     script.reject_status = 403;
     World w({}, script);
-    Opener o;
     Session& s = create_session(*w.context, *w.route);
     const std::string id(s.id());
-    s.start(get_chat(), "127.0.0.1", &o);
-    REQUIRE(w.until([&] { return o.failed == 1; }));
-    CHECK(o.opened == 0);
-    CHECK(o.status == 403);
+    s.start(get_chat(), "127.0.0.1", &w.opener);
+    REQUIRE(w.until([&] { return w.opener.failed == 1; }));
+    CHECK(w.opener.opened == 0);
+    CHECK(w.opener.status == 403);
     CHECK(w.context->find_session(id) == nullptr);
     w.finish();
 }
