@@ -1,0 +1,55 @@
+#include "tests/support/fake_session.h"
+
+namespace proxy::test {
+
+void FakeSession::acknowledged(std::uint64_t seq) {
+    acked_.push_back(seq);
+    replay_.ack(seq);
+}
+
+void FakeSession::detach(transports::Transport& transport) {
+    if (&transport != transport_) {
+        ++stray_detaches_;
+        return;
+    }
+    ++detaches_;
+    transport_ = nullptr;
+}
+
+void FakeSession::attach(transports::Transport& transport) {
+    if (transport_ != nullptr && transport_ != &transport) {
+        transports::Transport* old = transport_;
+        transport_ = nullptr;
+        old->on_replaced();
+    }
+    transport_ = &transport;
+}
+
+std::uint64_t FakeSession::store(std::string payload, bool binary) {
+    return replay_.push(binary, std::move(payload));
+}
+
+std::uint64_t FakeSession::push(std::string payload, bool binary) {
+    const std::uint64_t seq = store(std::move(payload), binary);
+    if (transport_ != nullptr) {
+        transport_->on_messages();
+    }
+    return seq;
+}
+
+void FakeSession::close(std::uint16_t code, std::string reason, bool notify) {
+    close_ = transports::CloseInfo{code, std::move(reason)};
+    if (notify && transport_ != nullptr) {
+        transport_->on_messages();
+    }
+}
+
+void FakeSession::gone() {
+    if (transport_ != nullptr) {
+        transports::Transport* t = transport_;
+        transport_ = nullptr;
+        t->on_session_gone();
+    }
+}
+
+} // namespace proxy::test
