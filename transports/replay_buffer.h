@@ -33,9 +33,10 @@ class ReplayBuffer {
     ReplayBuffer(std::uint64_t max_bytes, std::uint32_t max_messages) noexcept
         : max_bytes_(max_bytes), max_messages_(max_messages) {}
 
-    /// Appends a message, assigns and returns its sequence number, then evicts the oldest
-    /// messages while a bound is exceeded. Returns the count of evicted messages that had not
-    /// been acknowledged (lost for a client that has not seen them).
+    /// Appends a message, assigns its sequence number, then evicts the oldest messages while a
+    /// bound is exceeded. Returns the new message's sequence number; `*evicted` (when given)
+    /// receives the count of evicted messages, which had not been acknowledged (lost for a
+    /// client that has not seen them).
     std::uint64_t push(bool binary, std::string payload, std::size_t* evicted = nullptr);
 
     /// Drops every message with seq ≤ `seq` (clamped to last_seq()).
