@@ -38,6 +38,7 @@ core::Result<void> Server::start() {
                 return core::Unexpected{ctx.error()};
             }
             tls = ctx->get();
+            tls->set_observer(this);
             tls_contexts_.push_back(std::move(*ctx));
         }
         auto listener = std::make_unique<core::TcpListener>(loop_);
@@ -113,6 +114,21 @@ void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::strin
     context_.metrics().inc("wsbridge_connections_accepted_total");
     auto* conn = new HttpConnection(context_, std::move(stream), ClientSlot(context_, ip), scheme);
     conn->start();
+}
+
+void Server::on_handshake_done(std::string_view version, bool resumed) {
+    auto& m = context_.metrics();
+    m.inc("wsbridge_tls_handshakes_total", {{"side", "client"}, {"version", version}});
+    if (resumed) {
+        m.inc("wsbridge_tls_resumed_total", {{"side", "client"}});
+    }
+}
+
+void Server::on_handshake_failed(std::string_view reason, std::string_view detail) {
+    context_.metrics().inc("wsbridge_tls_handshake_failures_total",
+                           {{"side", "client"}, {"reason", reason}});
+    core::log_limited(LogLevel::Info, "tls_handshake_failed",
+                      {{"side", "client"}, {"reason", reason}, {"detail", detail}});
 }
 
 void Server::stop(bool going_away) {

@@ -17,7 +17,7 @@
 namespace proxy {
 
 /// See the file comment.
-class Server {
+class Server final : private tls::HandshakeObserver {
   public:
     Server(core::Loop& loop, std::shared_ptr<const config::Config> config);
     ~Server();
@@ -36,6 +36,9 @@ class Server {
     std::string admin_address() const { return admin_ ? admin_->address() : std::string(); }
 
   private:
+    // tls::HandshakeObserver (client hop): metrics and a rate-limited log line.
+    void on_handshake_done(std::string_view version, bool resumed) override;
+    void on_handshake_failed(std::string_view reason, std::string_view detail) override;
     /// `tls` is the listener's TLS context, or null for a plain listener.
     void on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme,
                    tls::ServerContext* tls);

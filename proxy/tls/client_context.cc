@@ -118,7 +118,7 @@ std::unique_ptr<core::StreamTransform> ClientContext::new_transform() {
         SSL_set_session(ssl, session_);
     }
     SSL_set_connect_state(ssl);
-    return std::make_unique<Transform>(ssl, &stats_);
+    return std::make_unique<Transform>(ssl, observer_);
 }
 
 } // namespace proxy::tls

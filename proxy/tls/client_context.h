@@ -42,7 +42,8 @@ class ClientContext {
 
     /// A client-side transform for one backend connection (SNI, host name check, resumption).
     std::unique_ptr<core::StreamTransform> new_transform();
-    const HandshakeStats& stats() const noexcept { return stats_; }
+    /// Sets who is told of handshakes (null: nobody). It must outlive the transforms.
+    void set_observer(HandshakeObserver* observer) noexcept { observer_ = observer; }
     /// Takes a reference to `session`, the newest of this backend (OpenSSL's new-session
     /// callback), for the next connection to resume.
     void remember(ssl_session_st* session) noexcept;
@@ -53,7 +54,7 @@ class ClientContext {
     ssl_ctx_st* ctx_ = nullptr;
     ssl_session_st* session_ = nullptr;
     ClientOptions options_;
-    HandshakeStats stats_;
+    HandshakeObserver* observer_ = nullptr;
 };
 
 } // namespace proxy::tls

@@ -154,7 +154,7 @@ std::unique_ptr<core::StreamTransform> ServerContext::new_transform() {
         return nullptr;
     }
     SSL_set_accept_state(ssl);
-    return std::make_unique<Transform>(ssl, &stats_);
+    return std::make_unique<Transform>(ssl, observer_);
 }
 
 } // namespace proxy::tls

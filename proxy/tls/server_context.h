@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/core/result.h"
@@ -40,12 +41,16 @@ struct ServerOptions {
     std::string client_ca;    ///< PEM CA bundle: when set, a client certificate it signed is required
 };
 
-/// Counts of one context's handshakes (read by the metrics endpoint).
-struct HandshakeStats {
-    std::uint64_t completed_tls12 = 0;
-    std::uint64_t completed_tls13 = 0;
-    std::uint64_t resumed = 0;   ///< completed handshakes that resumed a session
-    std::uint64_t failed = 0;
+/// Told of every handshake a context's transforms finish (metrics and logs, in the caller's
+/// terms). Called synchronously from the stream's read or connect callback.
+class HandshakeObserver {
+  public:
+    virtual ~HandshakeObserver() = default;
+    /// A handshake completed: `version` is "TLSv1.2" or "TLSv1.3".
+    virtual void on_handshake_done(std::string_view version, bool resumed) = 0;
+    /// A handshake failed: `reason` is OpenSSL's short reason ("wrong version number",
+    /// "http request", "certificate verify failed", ...), `detail` the whole error text.
+    virtual void on_handshake_failed(std::string_view reason, std::string_view detail) = 0;
 };
 
 /// One listener's TLS context. Lives as long as the listener; transforms it made hold no
@@ -61,8 +66,8 @@ class ServerContext {
 
     /// A server-side transform for one accepted connection.
     std::unique_ptr<core::StreamTransform> new_transform();
-    /// Handshakes so far.
-    const HandshakeStats& stats() const noexcept { return stats_; }
+    /// Sets who is told of handshakes (null: nobody). It must outlive the transforms.
+    void set_observer(HandshakeObserver* observer) noexcept { observer_ = observer; }
 
     /// The context whose certificate covers `server_name` (SNI callback), or null for the
     /// default.
@@ -72,7 +77,7 @@ class ServerContext {
     ServerContext() = default;
 
     std::vector<ssl_ctx_st*> contexts_;  ///< one per certificate; [0] is the default
-    HandshakeStats stats_;
+    HandshakeObserver* observer_ = nullptr;
 };
 
 } // namespace proxy::tls

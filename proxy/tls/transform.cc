@@ -34,7 +34,8 @@ std::string reasons() {
 
 } // namespace
 
-Transform::Transform(ssl_st* ssl, HandshakeStats* stats) noexcept : ssl_(ssl), stats_(stats) {
+Transform::Transform(ssl_st* ssl, HandshakeObserver* observer) noexcept
+    : ssl_(ssl), observer_(observer) {
     BIO* in = BIO_new(BIO_s_mem());
     BIO* out = BIO_new(BIO_s_mem());
     // A memory BIO reports "retry" when empty instead of EOF, so SSL_read waits for more.
@@ -77,12 +78,8 @@ core::Result<void> Transform::handshake(std::string& wire) {
     const int r = SSL_do_handshake(ssl_);
     if (r == 1) {
         established_ = true;
-        if (stats_ != nullptr) {
-            (SSL_version(ssl_) == TLS1_3_VERSION ? stats_->completed_tls13
-                                                 : stats_->completed_tls12)++;
-            if (SSL_session_reused(ssl_) != 0) {
-                ++stats_->resumed;
-            }
+        if (observer_ != nullptr) {
+            observer_->on_handshake_done(SSL_get_version(ssl_), SSL_session_reused(ssl_) != 0);
         }
         if (!held_.empty()) {
             std::string held = std::move(held_);
@@ -101,10 +98,16 @@ core::Result<void> Transform::handshake(std::string& wire) {
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
         return {};
     }
-    if (stats_ != nullptr) {
-        ++stats_->failed;
+    const unsigned long first = ERR_peek_error();
+    const char* reason = first != 0 ? ERR_reason_error_string(first) : nullptr;
+    Error e = failure("handshake failed", err);
+    if (observer_ != nullptr) {
+        observer_->on_handshake_failed(reason != nullptr ? reason
+                                       : err == SSL_ERROR_SYSCALL ? "connection closed"
+                                                                  : "unknown",
+                                       e.context);
     }
-    return core::Unexpected{failure("handshake failed", err)};
+    return core::Unexpected{std::move(e)};
 }
 
 core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string& plain,

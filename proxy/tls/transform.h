@@ -17,14 +17,14 @@ struct ssl_st;
 
 namespace proxy::tls {
 
-struct HandshakeStats;
+class HandshakeObserver;
 
 /// See the file comment. One per connection; not copyable.
 class Transform final : public core::StreamTransform {
   public:
-    /// Takes ownership of `ssl` (already set to the accept or connect state). `stats`, if
-    /// given, counts this connection's handshake and must outlive the transform.
-    Transform(ssl_st* ssl, HandshakeStats* stats) noexcept;
+    /// Takes ownership of `ssl` (already set to the accept or connect state). `observer`, if
+    /// given, is told how the handshake ended and must outlive the transform.
+    Transform(ssl_st* ssl, HandshakeObserver* observer) noexcept;
     ~Transform() override;
     Transform(const Transform&) = delete;
     Transform& operator=(const Transform&) = delete;
@@ -49,7 +49,7 @@ class Transform final : public core::StreamTransform {
     core::Error failure(std::string_view what, int ssl_error);
 
     ssl_st* ssl_;
-    HandshakeStats* stats_;
+    HandshakeObserver* observer_;
     std::string held_;       ///< plain bytes written before the handshake completed
     bool established_ = false;
     bool failed_ = false;
