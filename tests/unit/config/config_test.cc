@@ -853,9 +853,14 @@ TEST_CASE("examples/wsbridge.yaml is the README's configuration") {
     auto result = config::load_config(WSBRIDGE_SOURCE_DIR "/examples/wsbridge.yaml");
     REQUIRE(result.has_value());
     const config::Config& c = *result;
-    REQUIRE(c.listen.size() == 1);
+    REQUIRE(c.listen.size() == 2);
     CHECK(c.listen[0].host == "127.0.0.1");
     CHECK(c.listen[0].port == 8080);
+    CHECK_FALSE(c.listen[0].tls);
+    CHECK(c.listen[1].port == 8443);
+    REQUIRE(c.listen[1].tls);
+    CHECK(c.listen[1].tls->certificates.at(0).cert ==
+          WSBRIDGE_SOURCE_DIR "/examples/tls/localhost.pem");
     REQUIRE(c.admin);
     CHECK(c.admin->port == 9090);
     REQUIRE(c.routes.size() == 2);
