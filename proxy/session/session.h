@@ -60,7 +60,10 @@ struct SendOutcome {
 };
 
 /// See the file comment.
-class Session final : public Closable, public transports::SessionView, private BackendHandler {
+class Session final : public Closable,
+                      public transports::SessionView,
+                      private BackendHandler,
+                      private ws::DecoderHandler {
   public:
     Session(Context& context, const RouteRuntime& route, std::string id);
     ~Session() override;
@@ -111,14 +114,18 @@ class Session final : public Closable, public transports::SessionView, private B
     void on_backend_open(std::string_view protocol, const http::Response& response) override;
     void on_backend_failed(const core::Error& error, unsigned status,
                            const http::Response* response) override;
-    void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
-    void on_backend_frame_payload(std::span<const std::byte> bytes) override;
-    void on_backend_frame_end(bool message_end) override;
     void on_backend_read_done() override;
-    void on_backend_close(std::uint16_t code, std::string_view reason) override;
     void on_backend_gone(const core::Error* error) override;
     void on_backend_write_high() override {}
     void on_backend_write_low() override {}
+    // ws::DecoderHandler: the backend's frames (the session decodes nothing else).
+    void on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
+    void on_data_frame_payload(std::span<const std::byte> bytes) override;
+    void on_data_frame_end(bool message_end) override;
+    void on_ping(std::span<const std::byte> /*payload*/) override {}  ///< answered per hop
+    void on_pong(std::span<const std::byte> /*payload*/) override {}
+    /// The backend's Close frame.
+    void on_close(std::uint16_t code, std::string_view reason) override;
 
     void backend_ended(std::uint16_t code, std::string reason);
     void notify_transport();
@@ -138,7 +145,7 @@ class Session final : public Closable, public transports::SessionView, private B
     std::string id_;
     std::string protocol_;                 ///< subprotocol the backend selected
     std::string client_ip_;
-    std::unique_ptr<BackendConnection> backend_;
+    std::unique_ptr<BackendConnection> backend_;  ///< a part: opened by start()
     SessionOpener* opener_ = nullptr;
     transports::Transport* transport_ = nullptr;
     transports::ReplayBuffer replay_;

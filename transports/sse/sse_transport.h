@@ -25,6 +25,7 @@
 #include "proxy/core/loop.h"
 #include "proxy/core/tcp.h"
 #include "proxy/core/timer.h"
+#include "transports/stall_clock.h"
 #include "transports/transport.h"
 
 namespace transports::sse {
@@ -95,8 +96,7 @@ class SseTransport final : public Transport,
     std::uint64_t last_write_ = 0;
     bool full_ = false;
     bool ended_ = false;
-    std::uint64_t stalled_since_ = 0;  ///< while full_: last time the queue was seen draining
-    std::size_t stalled_queue_ = 0;    ///< the queue size then
+    StallClock stall_;  ///< slow consumer: full and no drain for stall_ms
 };
 
 } // namespace transports::sse
