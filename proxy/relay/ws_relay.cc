@@ -43,13 +43,10 @@ WsRelay::WsRelay(Context& context, const RouteRuntime& route,
     client_->set_watermarks(limits_.outbound_queue);
     client_->pause(core::kPauseHandshake);
     started_at_ = context_.loop().now();
-    context_.add(this);
     context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "websocket"}});
 }
 
-WsRelay::~WsRelay() {
-    context_.remove(this);
-}
+WsRelay::~WsRelay() = default;
 
 void WsRelay::start(const http::Request& request) {
     // TODO(tls): the client's scheme once TLS listeners exist (issue 11).
@@ -143,7 +140,7 @@ void WsRelay::on_backend_failed(const Error& error, unsigned status,
     context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
     slot_.release();
     tick_timer_.reset();
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 // ---- client → backend ----------------------------------------------------------------------
@@ -722,7 +719,7 @@ void WsRelay::finish(std::uint16_t code, std::string_view reason, std::string_vi
                                        {"by", by.empty() ? std::string_view("proxy") : by}});
     m.gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
     slot_.release();
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 } // namespace proxy

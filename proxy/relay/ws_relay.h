@@ -13,8 +13,10 @@
 // client whose queue stays over outbound_queue without draining for idle_timeout / 2 is a
 // slow consumer: close 1008.
 //
-// Lifetime: created by HttpConnection, owned by itself; registered in the Context; finish()
-// logs one line, updates metrics and defers its own deletion.
+// Lifetime (loop.h, the ownership rule): created by HttpConnection and adopted by the Context's
+// registry, which owns it; finish() (or a refused backend handshake) logs one line, updates
+// metrics and retires it from the registry (destroyed at the loop's next check phase). Its
+// client stream, backend connection and timers are parts.
 
 #include <cstdint>
 #include <memory>
@@ -47,8 +49,8 @@ class WsRelay final : public Closable,
             std::string pending);
     ~WsRelay() override;
 
-    /// Starts the backend connection. Must be called once, right after construction, with the
-    /// relay owned by nobody: it deletes itself (deferred) when done.
+    /// Starts the backend connection. Must be called once, right after the Context adopted the
+    /// relay: it retires itself from the registry when done.
     void start(const http::Request& request);
 
     /// Shutdown/drain: close 1001 both ways (going_away) or abort.

@@ -42,15 +42,12 @@ Session::Session(Context& context, const RouteRuntime& route, std::string id)
     pause_threshold_ = std::min<std::uint64_t>(limits_.outbound_queue, limits_.replay_buffer / 2);
     pause_messages_ = std::max<std::uint64_t>(1, limits_.replay_messages / 2);
     started_at_ = context_.loop().now();
-    context_.add(this);
     context_.add_session(id_, this);
     context_.count_route_session(route_.route, +1);
     context_.metrics().gauge_add("wsbridge_sessions", 1);
 }
 
-Session::~Session() {
-    context_.remove(this);
-}
+Session::~Session() = default;
 
 void Session::start(const http::Request& request, const std::string& client_ip,
                     SessionOpener* opener) {
@@ -427,7 +424,7 @@ void Session::end(std::string_view why) {
         backend_->close(core::TcpStream::CloseMode::Flush);
     }
     finish(why);
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 void Session::finish(std::string_view why) {

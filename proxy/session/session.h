@@ -13,8 +13,11 @@
 // in order. A repeated seq is acknowledged and not re-sent; a seq beyond the next expected one
 // is refused with the expected seq (409).
 //
-// Lifetime: created by HttpConnection, owned by the Context's session registry, deleted
-// (deferred) by end().
+// Lifetime (loop.h, the ownership rule): created by HttpConnection and adopted by the Context's
+// registry, which owns it; its id is also in the Context's session index (not owning) until
+// end(), which removes it from the index and retires it from the registry (destroyed at the
+// loop's next check phase). Its backend connection and timers are parts; attached transports
+// are not (an SSE stream is in the registry itself, a held poll belongs to its HTTP connection).
 
 #include <cstdint>
 #include <memory>
@@ -68,8 +71,9 @@ class Session final : public Closable,
     Session(Context& context, const RouteRuntime& route, std::string id);
     ~Session() override;
 
-    /// Opens the backend connection for `request` (target, forwarded headers, client IP).
-    /// `opener` is told the outcome later, unless cancel_opener() is called first.
+    /// Opens the backend connection for `request` (open_backend(): target, forwarded headers,
+    /// client IP). Call it once, after the Context adopted the session. `opener` is told the
+    /// outcome later, unless cancel_opener() is called first.
     void start(const http::Request& request, const std::string& client_ip, SessionOpener* opener);
     /// The opener's client went away before the outcome.
     void cancel_opener(SessionOpener* opener) noexcept;
@@ -132,8 +136,8 @@ class Session final : public Closable,
     void update_backpressure();
     void start_resume_timer();
     void on_tick();
-    /// Removes the session from the registry, tells the transport, closes the backend,
-    /// finishes (unless done before) and defers deletion.
+    /// Removes the session from the index, tells the transport, closes the backend,
+    /// finishes (unless done before) and retires the session from the registry.
     void end(std::string_view why);
     /// Logs the session_closed line and adds the session's counters, once.
     void finish(std::string_view why);

@@ -194,7 +194,9 @@ void SseTransport::end(bool detach) {
         session_ = nullptr;
         s->detach(*this);
     }
-    loop_.defer_delete(std::unique_ptr<proxy::core::DeferredDeletable>(this));
+    if (options_.retire) {
+        options_.retire(*this);
+    }
 }
 
 } // namespace transports::sse
