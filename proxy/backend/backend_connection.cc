@@ -276,19 +276,12 @@ void BackendConnection::on_data_frame_end(bool message_end) {
 }
 
 void BackendConnection::on_ping(std::span<const std::byte> payload) {
+    // Per hop: answered here, not forwarded (the owner's on_ping never runs).
     writer_.control(ws::Opcode::Pong, payload);
-    frames_.on_ping(payload);
-    if (closed_) {
-        decoder_.stop();
-    }
 }
 
-void BackendConnection::on_pong(std::span<const std::byte> payload) {
-    // Liveness is tracked from any read (last_read_); the owner may observe it.
-    frames_.on_pong(payload);
-    if (closed_) {
-        decoder_.stop();
-    }
+void BackendConnection::on_pong(std::span<const std::byte> /*payload*/) {
+    // Liveness is tracked from any read (last_read_); not forwarded either.
 }
 
 void BackendConnection::on_close(std::uint16_t code, std::string_view reason) {

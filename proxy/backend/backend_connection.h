@@ -65,11 +65,11 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
         ws::BackendRequest request;  ///< handshake request (key filled in by start())
     };
 
-    /// `handler` gets the life-cycle events. `frames` gets every event of the backend's
-    /// decoder, synchronously from inside its feed(), views valid during the call only:
-    /// data frames, the backend's Close (on_close: the backend closed; reading stops), and its
-    /// pings and pongs after this connection answered them (they are per hop: the owner only
-    /// observes them). A frame callback may close this connection; decoding stops right after.
+    /// `handler` gets the life-cycle events. `frames` gets the backend decoder's data frames
+    /// and the backend's Close (on_close; reading stops after it), synchronously from inside
+    /// the decoder's feed(), views valid during the call only. Pings and pongs are per hop:
+    /// answered here and never forwarded, so `frames`' on_ping/on_pong do not run. A frame
+    /// callback may close this connection; decoding stops right after.
     BackendConnection(Context& context, const config::RouteLimits& limits,
                       BackendHandler& handler, ws::DecoderHandler& frames);
     ~BackendConnection() override;

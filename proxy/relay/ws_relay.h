@@ -100,7 +100,7 @@ class WsRelay final : public Closable,
         void on_data_frame_end(bool message_end) override {
             relay_.on_backend_frame_end(message_end);
         }
-        /// Answered by the BackendConnection: ping/pong are per hop.
+        /// Never called: the BackendConnection answers pings itself (ping/pong are per hop).
         void on_ping(std::span<const std::byte> /*payload*/) override {}
         void on_pong(std::span<const std::byte> /*payload*/) override {}
         void on_close(std::uint16_t code, std::string_view reason) override {

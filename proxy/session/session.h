@@ -126,7 +126,8 @@ class Session final : public Closable,
     void on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
     void on_data_frame_payload(std::span<const std::byte> bytes) override;
     void on_data_frame_end(bool message_end) override;
-    void on_ping(std::span<const std::byte> /*payload*/) override {}  ///< answered per hop
+    /// Never called: the BackendConnection answers pings itself (ping/pong are per hop).
+    void on_ping(std::span<const std::byte> /*payload*/) override {}
     void on_pong(std::span<const std::byte> /*payload*/) override {}
     /// The backend's Close frame.
     void on_close(std::uint16_t code, std::string_view reason) override;
