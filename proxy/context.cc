@@ -35,9 +35,39 @@ const RouteRuntime* Context::match(std::string_view path) const {
     return nullptr;
 }
 
+Context::~Context() {
+    // Taken out first: a destructor that reaches retire() finds nothing to do.
+    auto live = std::move(live_);
+    live_.clear();
+    live.clear();
+}
+
+void Context::adopt_live(std::unique_ptr<core::DeferredDeletable> object, Closable* closable) {
+    core::DeferredDeletable* key = object.get();
+    live_.emplace(key, Live{std::move(object), closable});
+}
+
+void Context::retire(core::DeferredDeletable& object) {
+    const auto it = live_.find(&object);
+    if (it == live_.end()) {
+        return;
+    }
+    std::unique_ptr<core::DeferredDeletable> owned = std::move(it->second.object);
+    live_.erase(it);
+    loop_.defer_delete(std::move(owned));
+}
+
 void Context::shutdown_all(bool going_away) {
-    // Closing may remove entries; iterate over a copy.
-    std::vector<Closable*> all(live_.begin(), live_.end());
+    // Shutting down retires objects (and may end others): iterate over a snapshot, and skip
+    // what left the registry meanwhile. Retired objects are only destroyed later, at the
+    // loop's check phase, so no snapshot pointer is reused during this loop.
+    std::vector<Closable*> all;
+    all.reserve(live_.size());
+    for (const auto& [key, live] : live_) {
+        if (live.closable != nullptr) {
+            all.push_back(live.closable);
+        }
+    }
     for (Closable* c : all) {
         if (live_.count(c) != 0) {
             c->shutdown(going_away);

@@ -1,12 +1,13 @@
 #pragma once
 // Per-worker context shared by every connection of one event loop: the loop, the config
-// snapshot, resolved backend addresses, counters, and the registry used for shutdown.
+// snapshot, resolved backend addresses, counters, and the registry that owns the worker's live
+// connection objects (loop.h, the ownership rule 2) and shuts them down.
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "config/config.h"
@@ -18,7 +19,8 @@ namespace proxy {
 
 class Session;
 
-/// Something the worker can ask to go away (shutdown, drain).
+/// A connection object the worker can ask to go away (shutdown, drain). Owned by the Context's
+/// registry; it ends by calling Context::retire on itself.
 class Closable : public core::DeferredDeletable {
   public:
     /// Starts closing: `going_away` sends close 1001 / ends streams politely; otherwise abort.
@@ -35,6 +37,11 @@ struct RouteRuntime {
 class Context {
   public:
     Context(core::Loop& loop, std::shared_ptr<const config::Config> config);
+    /// Destroys the objects still live (a loop stopped before they ended) while the rest of
+    /// the context is intact.
+    ~Context();
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
 
     core::Loop& loop() noexcept { return loop_; }
     const config::Config& config() const noexcept { return *config_; }
@@ -48,11 +55,29 @@ class Context {
     /// The runtime of the route matching `path` (path without query), or nullptr.
     const RouteRuntime* match(std::string_view path) const;
 
-    /// Registry of live connections (for shutdown).
-    void add(Closable* c) { live_.insert(c); }
-    void remove(Closable* c) { live_.erase(c); }
+    /// Registry of live connection objects (loop.h, rule 2): takes ownership of `object` (an
+    /// HTTP connection, a relay, a session, an SSE stream, an admin connection) and keeps it
+    /// until retire(). Returns the object, for its start(). Closable objects are shut down by
+    /// shutdown_all().
+    template <class T>
+    T& adopt(std::unique_ptr<T> object) {
+        static_assert(std::is_base_of_v<core::DeferredDeletable, T>);
+        T& ref = *object;
+        Closable* closable = nullptr;
+        if constexpr (std::is_base_of_v<Closable, T>) {
+            closable = &ref;
+        }
+        adopt_live(std::move(object), closable);
+        return ref;
+    }
+    /// Ends a live object's life: its owner moves from the registry into the loop's deferred
+    /// deletions, so it is destroyed at the next check phase, after the callback stack that
+    /// ended it has unwound (STYLE §2.5). Safe from the object's own callbacks. A no-op for an
+    /// object the registry does not hold (retired already, or never adopted).
+    void retire(core::DeferredDeletable& object);
+    /// Live (adopted, not yet retired) objects.
     std::size_t live_count() const noexcept { return live_.size(); }
-    /// Asks every live connection to shut down.
+    /// Asks every live Closable to shut down (each retires itself, now or later).
     void shutdown_all(bool going_away);
 
     /// Admission control for client connections (SPEC §5): returns false when the global or
@@ -61,7 +86,9 @@ class Context {
     void release_client(const std::string& ip);
     std::size_t client_count() const noexcept { return clients_; }
 
-    /// Session registry (SSE and long-poll sessions of this worker), keyed by id.
+    /// Session index (SSE and long-poll sessions of this worker), keyed by id. Not owning: a
+    /// session is owned by the registry above; it adds itself here and removes itself when it
+    /// ends.
     Session* find_session(std::string_view id) const;
     void add_session(std::string_view id, Session* session);
     void remove_session(std::string_view id);
@@ -75,17 +102,25 @@ class Context {
     void set_draining() noexcept { draining_ = true; }
 
   private:
+    /// One live object: its owner, and the same object as a Closable (null when it is not).
+    struct Live {
+        std::unique_ptr<core::DeferredDeletable> object;
+        Closable* closable = nullptr;
+    };
+    void adopt_live(std::unique_ptr<core::DeferredDeletable> object, Closable* closable);
+
     core::Loop& loop_;
     std::shared_ptr<const config::Config> config_;
     core::MaskSource masks_;
     Metrics metrics_;
     std::vector<RouteRuntime> routes_;
-    std::unordered_set<Closable*> live_;
     std::unordered_map<std::string, Session*> sessions_;
     std::unordered_map<const config::Route*, std::size_t> route_sessions_;
     std::unordered_map<std::string, std::uint32_t> per_ip_;
     std::size_t clients_ = 0;
     bool draining_ = false;
+    /// Last, so it goes first: live objects' destructors still find the members above.
+    std::unordered_map<core::DeferredDeletable*, Live> live_;
 };
 
 } // namespace proxy

@@ -1,6 +1,6 @@
 #pragma once
 // The seam between a session and the client transport attached to it (STYLE §1). A session
-// (proxy/session.h) owns one backend WebSocket connection and a replay buffer; an SSE stream or
+// (proxy/session/session.h) owns one backend WebSocket connection and a replay buffer; an SSE stream or
 // a held long-poll request attaches to it as a Transport, pulls what it has not delivered yet,
 // and detaches when its HTTP exchange ends. Sessions see transports only through Transport;
 // transports see sessions only through SessionView. tests/support has fakes of both.

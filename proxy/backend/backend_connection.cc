@@ -15,10 +15,11 @@ constexpr std::size_t kMaxBackendHead = 16 * 1024;
 } // namespace
 
 BackendConnection::BackendConnection(Context& context, const config::RouteLimits& limits,
-                                     BackendHandler& handler)
+                                     BackendHandler& handler, ws::DecoderHandler& frames)
     : context_(context),
       limits_(limits),
       handler_(handler),
+      frames_(frames),
       stream_(std::make_unique<core::TcpStream>(context.loop())),
       decoder_(ws::DecoderOptions{ws::Role::Client, limits.max_message}, *this),
       writer_(ws::Role::Client, &context.masks()) {
@@ -254,36 +255,37 @@ void BackendConnection::gone(const Error* error) {
 }
 
 void BackendConnection::on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode message) {
-    handler_.on_backend_frame_begin(header, message);
+    frames_.on_data_frame_begin(header, message);
     if (closed_) {
         decoder_.stop();
     }
 }
 
 void BackendConnection::on_data_frame_payload(std::span<const std::byte> bytes) {
-    handler_.on_backend_frame_payload(bytes);
+    frames_.on_data_frame_payload(bytes);
     if (closed_) {
         decoder_.stop();
     }
 }
 
 void BackendConnection::on_data_frame_end(bool message_end) {
-    handler_.on_backend_frame_end(message_end);
+    frames_.on_data_frame_end(message_end);
     if (closed_) {
         decoder_.stop();
     }
 }
 
 void BackendConnection::on_ping(std::span<const std::byte> payload) {
+    // Per hop: answered here, not forwarded (the owner's on_ping never runs).
     writer_.control(ws::Opcode::Pong, payload);
 }
 
 void BackendConnection::on_pong(std::span<const std::byte> /*payload*/) {
-    // Liveness is tracked from any read (last_read_); nothing else to do.
+    // Liveness is tracked from any read (last_read_); not forwarded either.
 }
 
 void BackendConnection::on_close(std::uint16_t code, std::string_view reason) {
-    handler_.on_backend_close(code, reason);
+    frames_.on_close(code, reason);
     decoder_.stop();
 }
 

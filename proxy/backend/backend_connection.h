@@ -2,9 +2,11 @@
 // The proxy's WebSocket client towards one backend: TCP connect, the RFC 6455 client
 // handshake with timeouts, then frame decoding (Role::Client) and masked frame writing.
 //
-// Owned by exactly one session/relay. Events reach the owner through BackendHandler, always
-// from loop callbacks (never synchronously from a call the owner makes). After close() no
-// handler callback fires. Pings from the backend are answered here (ping/pong are per hop).
+// A part of exactly one session or relay, which opens it through open_backend()
+// (backend_bridge.h). Events reach the owner, always from loop callbacks (never synchronously
+// from a call the owner makes): life-cycle events through BackendHandler, decoded frames through
+// the owner's ws::DecoderHandler. After close() no callback fires. Pings from the backend are
+// answered here (ping/pong are per hop).
 
 #include <cstdint>
 #include <memory>
@@ -26,7 +28,8 @@ namespace proxy {
 
 class Context;
 
-/// Receives a BackendConnection's events.
+/// Receives a BackendConnection's life-cycle events. Frame events go to the owner's
+/// ws::DecoderHandler instead (see BackendConnection's constructor).
 class BackendHandler {
   public:
     virtual ~BackendHandler() = default;
@@ -39,18 +42,13 @@ class BackendHandler {
     /// BackendBadHandshake (→502). The connection is already closed.
     virtual void on_backend_failed(const core::Error& error, unsigned status,
                                    const http::Response* response) = 0;
-    /// Decoded data frames (see ws::DecoderHandler); views valid during the call only.
-    virtual void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) = 0;
-    virtual void on_backend_frame_payload(std::span<const std::byte> bytes) = 0;
-    virtual void on_backend_frame_end(bool message_end) = 0;
     /// Every frame of one read from the backend was delivered: the owner flushes what it
     /// staged for the client (one write per read, not per frame).
     virtual void on_backend_read_done() = 0;
-    /// The backend sent a Close frame.
-    virtual void on_backend_close(std::uint16_t code, std::string_view reason) = 0;
     /// After open: the backend broke the protocol (`error` has a ProtocolError-like code),
     /// went silent past its pong deadline (PeerTimeout), or its TCP connection ended
-    /// (`error` null for a clean EOF, Code::Io otherwise).
+    /// (`error` null for a clean EOF, Code::Io otherwise). backend_loss() (backend_bridge.h)
+    /// gives the close code and reason the client gets for it.
     virtual void on_backend_gone(const core::Error* error) = 0;
     /// The backend's write queue crossed its high / low watermark.
     virtual void on_backend_write_high() = 0;
@@ -67,8 +65,13 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
         ws::BackendRequest request;  ///< handshake request (key filled in by start())
     };
 
+    /// `handler` gets the life-cycle events. `frames` gets the backend decoder's data frames
+    /// and the backend's Close (on_close; reading stops after it), synchronously from inside
+    /// the decoder's feed(), views valid during the call only. Pings and pongs are per hop:
+    /// answered here and never forwarded, so `frames`' on_ping/on_pong do not run. A frame
+    /// callback may close this connection; decoding stops right after.
     BackendConnection(Context& context, const config::RouteLimits& limits,
-                      BackendHandler& handler);
+                      BackendHandler& handler, ws::DecoderHandler& frames);
     ~BackendConnection() override;
 
     /// Starts connecting. Failures are reported through on_backend_failed, later.
@@ -131,6 +134,7 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
     Context& context_;
     const config::RouteLimits& limits_;
     BackendHandler& handler_;
+    ws::DecoderHandler& frames_;
     std::unique_ptr<core::TcpStream> stream_;
     std::unique_ptr<http::ResponseParser> parser_;  ///< only during the handshake
     std::unique_ptr<core::Timer> timer_;            ///< connect + handshake deadline

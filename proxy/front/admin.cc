@@ -7,7 +7,8 @@
 namespace proxy {
 namespace {
 
-/// One admin connection; deletes itself (deferred) when the peer leaves or on error.
+/// One admin connection, owned by the Context's registry; it retires itself when the peer
+/// leaves, on error or at shutdown.
 class AdminConnection final : public Closable, private core::StreamHandler {
   public:
     AdminConnection(Context& context, std::unique_ptr<core::TcpStream> stream)
@@ -16,9 +17,7 @@ class AdminConnection final : public Closable, private core::StreamHandler {
           parser_(http::ParserLimits{8 * 1024, 50, 0}),
           timer_(context.loop(), [this] { shutdown(false); }) {
         stream_->set_handler(this);
-        context_.add(this);
     }
-    ~AdminConnection() override { context_.remove(this); }
 
     void start() {
         timer_.start(10'000);
@@ -32,7 +31,7 @@ class AdminConnection final : public Closable, private core::StreamHandler {
         done_ = true;
         timer_.stop();
         stream_->close(core::TcpStream::CloseMode::Flush);
-        context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+        context_.retire(*this);
     }
 
   private:
@@ -115,8 +114,7 @@ AdminServer::~AdminServer() {
 core::Result<void> AdminServer::start(const std::string& host, std::uint16_t port) {
     listener_ = std::make_unique<core::TcpListener>(context_.loop());
     auto r = listener_->listen(host, port, [this](std::unique_ptr<core::TcpStream> s) {
-        auto* conn = new AdminConnection(context_, std::move(s));
-        conn->start();
+        context_.adopt(std::make_unique<AdminConnection>(context_, std::move(s))).start();
     });
     if (!r) {
         listener_.reset();

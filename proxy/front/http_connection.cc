@@ -46,12 +46,9 @@ HttpConnection::HttpConnection(Context& context, std::unique_ptr<core::TcpStream
     client_address_ = stream_->peer_address();
     stream_->set_handler(this);
     stream_->set_nodelay(true);
-    context_.add(this);
 }
 
-HttpConnection::~HttpConnection() {
-    context_.remove(this);
-}
+HttpConnection::~HttpConnection() = default;
 
 void HttpConnection::start() {
     header_timer_.start(static_cast<std::uint64_t>(context_.config().limits.header_timeout.count()));
@@ -182,13 +179,14 @@ HttpConnection::Next HttpConnection::handle_upgrade(const RouteRuntime& route,
                       true, "origin");
         return Next::Stop;
     }
-    // Hand over: the relay owns the stream from now on and deletes itself when done.
-    auto* relay = new WsRelay(context_, route, std::move(stream_), std::move(slot_), request,
-                              std::move(*handshake), std::string(rest));
-    relay->start(request);
+    // Hand over: the relay owns the stream from now on; the registry owns the relay.
+    WsRelay& relay = context_.adopt(std::make_unique<WsRelay>(
+        context_, route, std::move(stream_), std::move(slot_), request, std::move(*handshake),
+        std::string(rest)));
+    relay.start(request);
     ended_ = true;
     header_timer_.stop();
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
     return Next::Stop;
 }
 
@@ -289,7 +287,7 @@ void HttpConnection::end() {
         stream_->close(CloseMode::Flush);
     }
     slot_.release();
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 } // namespace proxy

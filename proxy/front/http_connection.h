@@ -27,7 +27,8 @@
 
 namespace proxy {
 
-/// See the file comment. Owned by itself (deferred deletion) once start() is called.
+/// See the file comment. Owned by the Context's registry (adopted by Server before start());
+/// it retires itself when it ends or hands its socket over (to a WsRelay or an SseTransport).
 class HttpConnection final : public Closable,
                              private core::StreamHandler,
                              private SessionOpener,

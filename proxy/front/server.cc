@@ -112,8 +112,10 @@ void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::strin
         return;
     }
     context_.metrics().inc("wsbridge_connections_accepted_total");
-    auto* conn = new HttpConnection(context_, std::move(stream), ClientSlot(context_, ip), scheme);
-    conn->start();
+    context_
+        .adopt(std::make_unique<HttpConnection>(context_, std::move(stream),
+                                                ClientSlot(context_, ip), scheme))
+        .start();
 }
 
 void Server::on_handshake_done(std::string_view version, bool resumed) {

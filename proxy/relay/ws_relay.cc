@@ -1,9 +1,9 @@
 #include "proxy/relay/ws_relay.h"
 
+#include "proxy/backend/backend_bridge.h"
 #include "proxy/core/log.h"
 #include "proxy/heartbeat.h"
 #include "proxy/http/response.h"
-#include "proxy/front/routing.h"
 
 namespace proxy {
 
@@ -43,39 +43,16 @@ WsRelay::WsRelay(Context& context, const RouteRuntime& route,
     client_->set_watermarks(limits_.outbound_queue);
     client_->pause(core::kPauseHandshake);
     started_at_ = context_.loop().now();
-    context_.add(this);
     context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "websocket"}});
 }
 
-WsRelay::~WsRelay() {
-    context_.remove(this);
-}
+WsRelay::~WsRelay() = default;
 
 void WsRelay::start(const http::Request& request) {
-    const config::Route& route = *route_.route;
-    BackendConnection::Target target;
-    target.ip = route_.backend_ip;
-    target.port = route.backend.port;
-    target.request.target = backend_target(route, request);
-    target.request.host_header = route.backend.host_header;
-    for (const auto& p : handshake_.protocols) {
-        bool allowed = route.subprotocols.empty();
-        for (const auto& s : route.subprotocols) {
-            allowed = allowed || s == p;
-        }
-        if (allowed) {
-            target.request.protocols.push_back(p);
-        }
-    }
-    target.request.forwarded = forwarded_headers(route, request);
-    target.request.forwarded_for = slot_.ip();
-    target.request.forwarded_proto = "http";
-    if (const std::string* host = request.find("Host")) {
-        target.request.forwarded_host = *host;
-    }
-    backend_ = std::make_unique<BackendConnection>(context_, limits_,
-                                                   static_cast<BackendHandler&>(*this));
-    backend_->start(std::move(target));
+    // TODO(tls): the client's scheme once TLS listeners exist (issue 11).
+    backend_ = open_backend(context_, route_,
+                            BridgeRequest{request, handshake_.protocols, slot_.ip(), "http"},
+                            static_cast<BackendHandler&>(*this), backend_frames_);
 }
 
 // ---- backend handshake -----------------------------------------------------------------
@@ -163,7 +140,7 @@ void WsRelay::on_backend_failed(const Error& error, unsigned status,
     context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
     slot_.release();
     tick_timer_.reset();
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 // ---- client → backend ----------------------------------------------------------------------
@@ -295,7 +272,7 @@ void WsRelay::on_close(std::uint16_t code, std::string_view reason) {
 
 // ---- backend → client ----------------------------------------------------------------------
 
-void WsRelay::on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode /*message*/) {
+void WsRelay::on_backend_frame_begin(const ws::FrameHeader& header) {
     if (!client_close_sent_ && !slow_closing_) {
         client_writer_.begin_frame(header.fin, header.opcode, header.length);
     }
@@ -386,22 +363,8 @@ void WsRelay::on_backend_gone(const Error* error) {
         return;
     }
     // Gone without a Close frame or broken (→ 1014, SPEC §5 "1014 after 101"), dead
-    // (PeerTimeout → 1011) or over max_message (→ 1009, SPEC §5).
-    std::uint16_t code = close_code::kBadGateway;
-    std::string reason = "backend protocol error";
-    if (error == nullptr || error->code == Code::Io) {
-        code = close_code::kBadGateway;
-        reason = "backend closed the connection";
-    } else if (error->code == Code::PeerTimeout) {
-        code = close_code::kInternalError;
-        reason = "backend timed out";
-    } else if (error->code == Code::MessageTooBig) {
-        code = close_code::kMessageTooBig;
-        reason = "backend message too big";
-    } else if (error->code == Code::InvalidUtf8) {
-        code = close_code::kInvalidPayload;
-        reason = "backend sent invalid UTF-8";
-    }
+    // (PeerTimeout → 1011) or over max_message (→ 1009, SPEC §5): one mapping with sessions.
+    const auto [code, reason] = backend_loss(error);
     if (!client_writer_.mid_frame() && !client_close_sent_) {
         client_writer_.close(code, reason);
         client_close_sent_ = true;
@@ -548,19 +511,12 @@ void WsRelay::on_tick() {
             message_started_at_ = now;
         }
     }
-    if (backend_paused_by_client_queue_ && !client_close_sent_) {
-        // Slow consumer (SPEC §5): its queue passed outbound_queue and the backend is paused.
-        // A client that drains nothing more for idle_timeout / 2 is closed with 1008.
-        const std::size_t queued = client_->queued_bytes();
-        if (stalled_since_ == 0 || queued < stalled_queue_) {
-            stalled_since_ = now;
-            stalled_queue_ = queued;
-        } else if (now - stalled_since_ >= plan.pong_timeout) {
-            close_slow_consumer();
-            return;
-        }
-    } else {
-        stalled_since_ = 0;
+    // Slow consumer (SPEC §5): its queue passed outbound_queue and the backend is paused.
+    // A client that drains nothing more for idle_timeout / 2 is closed with 1008.
+    if (stall_.stalled(backend_paused_by_client_queue_ && !client_close_sent_,
+                       client_->queued_bytes(), now, plan.pong_timeout)) {
+        close_slow_consumer();
+        return;
     }
     if (message_started_at_ != 0 && !client_close_received_ &&
         now - message_started_at_ >= static_cast<std::uint64_t>(limits_.message_timeout.count())) {
@@ -763,7 +719,7 @@ void WsRelay::finish(std::uint16_t code, std::string_view reason, std::string_vi
                                        {"by", by.empty() ? std::string_view("proxy") : by}});
     m.gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
     slot_.release();
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 } // namespace proxy

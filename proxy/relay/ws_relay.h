@@ -13,8 +13,10 @@
 // client whose queue stays over outbound_queue without draining for idle_timeout / 2 is a
 // slow consumer: close 1008.
 //
-// Lifetime: created by HttpConnection, owned by itself; registered in the Context; finish()
-// logs one line, updates metrics and defers its own deletion.
+// Lifetime (loop.h, the ownership rule): created by HttpConnection and adopted by the Context's
+// registry, which owns it; finish() (or a refused backend handshake) logs one line, updates
+// metrics and retires it from the registry (destroyed at the loop's next check phase). Its
+// client stream, backend connection and timers are parts.
 
 #include <cstdint>
 #include <memory>
@@ -30,6 +32,7 @@
 #include "proxy/ws/decoder.h"
 #include "proxy/ws/handshake.h"
 #include "proxy/ws/writer.h"
+#include "transports/stall_clock.h"
 
 namespace proxy {
 
@@ -46,8 +49,8 @@ class WsRelay final : public Closable,
             std::string pending);
     ~WsRelay() override;
 
-    /// Starts the backend connection. Must be called once, right after construction, with the
-    /// relay owned by nobody: it deletes itself (deferred) when done.
+    /// Starts the backend connection. Must be called once, right after the Context adopted the
+    /// relay: it retires itself from the registry when done.
     void start(const http::Request& request);
 
     /// Shutdown/drain: close 1001 both ways (going_away) or abort.
@@ -69,18 +72,44 @@ class WsRelay final : public Closable,
     void on_ping(std::span<const std::byte> payload) override;
     void on_pong(std::span<const std::byte> payload) override;
     void on_close(std::uint16_t code, std::string_view reason) override;
-    // Backend.
+    // Backend life cycle.
     void on_backend_open(std::string_view protocol, const http::Response& response) override;
     void on_backend_failed(const core::Error& error, unsigned status,
                            const http::Response* response) override;
-    void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
-    void on_backend_frame_payload(std::span<const std::byte> bytes) override;
-    void on_backend_frame_end(bool message_end) override;
     void on_backend_read_done() override;
-    void on_backend_close(std::uint16_t code, std::string_view reason) override;
     void on_backend_gone(const core::Error* error) override;
     void on_backend_write_high() override;
     void on_backend_write_low() override;
+    // Backend frames (through backend_frames_).
+    void on_backend_frame_begin(const ws::FrameHeader& header);
+    void on_backend_frame_payload(std::span<const std::byte> bytes);
+    void on_backend_frame_end(bool message_end);
+    void on_backend_close(std::uint16_t code, std::string_view reason);
+
+    /// The backend decoder's handler: the relay implements ws::DecoderHandler for its client
+    /// decoder already, so backend frames come through this adapter, one direct call each.
+    class BackendFrames final : public ws::DecoderHandler {
+      public:
+        explicit BackendFrames(WsRelay& relay) noexcept : relay_(relay) {}
+        void on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode /*message*/) override {
+            relay_.on_backend_frame_begin(header);
+        }
+        void on_data_frame_payload(std::span<const std::byte> bytes) override {
+            relay_.on_backend_frame_payload(bytes);
+        }
+        void on_data_frame_end(bool message_end) override {
+            relay_.on_backend_frame_end(message_end);
+        }
+        /// Never called: the BackendConnection answers pings itself (ping/pong are per hop).
+        void on_ping(std::span<const std::byte> /*payload*/) override {}
+        void on_pong(std::span<const std::byte> /*payload*/) override {}
+        void on_close(std::uint16_t code, std::string_view reason) override {
+            relay_.on_backend_close(code, reason);
+        }
+
+      private:
+        WsRelay& relay_;
+    };
 
     void process_client_bytes(std::span<std::byte> bytes);
     void flush_client();
@@ -112,7 +141,8 @@ class WsRelay final : public Closable,
     std::string client_address_;
     ws::Decoder decoder_;
     ws::FrameWriter client_writer_;
-    std::unique_ptr<BackendConnection> backend_;
+    BackendFrames backend_frames_{*this};
+    std::unique_ptr<BackendConnection> backend_;  ///< a part: opened by start()
     std::unique_ptr<core::Timer> tick_timer_;
     std::unique_ptr<core::Timer> close_timer_;
     Phase phase_ = Phase::Connecting;
@@ -133,8 +163,7 @@ class WsRelay final : public Closable,
     std::uint64_t client_ping_sent_at_ = 0;
     std::uint64_t message_started_at_ = 0;   ///< a client frame or message is incomplete since
     bool in_data_message_ = false;           ///< between a data message's first and last frame
-    std::uint64_t stalled_since_ = 0;        ///< slow consumer: last drain seen while paused
-    std::size_t stalled_queue_ = 0;          ///< the client's queue then
+    transports::StallClock stall_;           ///< slow consumer: no drain while paused
     bool slow_closing_ = false;              ///< finishing a half-relayed frame before a 1008
     std::uint64_t msgs_in_ = 0;    ///< client → backend
     std::uint64_t bytes_in_ = 0;

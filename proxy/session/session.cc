@@ -4,11 +4,11 @@
 #include <array>
 #include <cmath>
 
-#include "proxy/core/log.h"
-#include "proxy/heartbeat.h"
-#include "proxy/front/routing.h"
+#include "proxy/backend/backend_bridge.h"
 #include "proxy/core/base64.h"
 #include "proxy/core/crypto.h"
+#include "proxy/core/log.h"
+#include "proxy/heartbeat.h"
 
 namespace proxy {
 
@@ -42,55 +42,35 @@ Session::Session(Context& context, const RouteRuntime& route, std::string id)
     pause_threshold_ = std::min<std::uint64_t>(limits_.outbound_queue, limits_.replay_buffer / 2);
     pause_messages_ = std::max<std::uint64_t>(1, limits_.replay_messages / 2);
     started_at_ = context_.loop().now();
-    context_.add(this);
     context_.add_session(id_, this);
     context_.count_route_session(route_.route, +1);
     context_.metrics().gauge_add("wsbridge_sessions", 1);
 }
 
-Session::~Session() {
-    context_.remove(this);
-}
+Session::~Session() = default;
 
 void Session::start(const http::Request& request, const std::string& client_ip,
                     SessionOpener* opener) {
     opener_ = opener;
     client_ip_ = client_ip;
-    const config::Route& route = *route_.route;
-    BackendConnection::Target target;
-    target.ip = route_.backend_ip;
-    target.port = route.backend.port;
-    target.request.target = backend_target(route, request);
-    target.request.host_header = route.backend.host_header;
-    target.request.forwarded = forwarded_headers(route, request);
     // A subprotocol for a session comes from the reserved `protocol` query parameter.
+    std::vector<std::string> offered;
     std::string_view query = request.query();
     while (!query.empty()) {
         const auto amp = query.find('&');
         const std::string_view param = query.substr(0, amp);
         if (param.rfind("protocol=", 0) == 0 && param.size() > 9) {
-            const std::string p(param.substr(9));
-            bool allowed = route.subprotocols.empty();
-            for (const auto& s : route.subprotocols) {
-                allowed = allowed || s == p;
-            }
-            if (allowed && http::is_token(p)) {
-                target.request.protocols.push_back(p);
-            }
+            offered.emplace_back(param.substr(9));
         }
         if (amp == std::string_view::npos) {
             break;
         }
         query.remove_prefix(amp + 1);
     }
-    target.request.forwarded_for = client_ip;
-    target.request.forwarded_proto = "http";
-    if (const std::string* host = request.find("Host")) {
-        target.request.forwarded_host = *host;
-    }
-    backend_ = std::make_unique<BackendConnection>(context_, limits_,
-                                                   static_cast<BackendHandler&>(*this));
-    backend_->start(std::move(target));
+    // TODO(tls): the client's scheme once TLS listeners exist (issue 11).
+    backend_ = open_backend(context_, route_, BridgeRequest{request, offered, client_ip, "http"},
+                            static_cast<BackendHandler&>(*this),
+                            static_cast<ws::DecoderHandler&>(*this));
 }
 
 void Session::cancel_opener(SessionOpener* opener) noexcept {
@@ -142,7 +122,7 @@ void Session::on_backend_failed(const Error& error, unsigned status,
     }
 }
 
-void Session::on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) {
+void Session::on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode message) {
     if (header.opcode != ws::Opcode::Continuation) {
         assembling_.clear();
         assembling_binary_ = message == ws::Opcode::Binary;
@@ -151,11 +131,11 @@ void Session::on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode m
     assembling_.reserve(assembling_.size() + static_cast<std::size_t>(header.length));
 }
 
-void Session::on_backend_frame_payload(std::span<const std::byte> bytes) {
+void Session::on_data_frame_payload(std::span<const std::byte> bytes) {
     assembling_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-void Session::on_backend_frame_end(bool message_end) {
+void Session::on_data_frame_end(bool message_end) {
     if (!message_end) {
         return;
     }
@@ -190,7 +170,7 @@ void Session::on_backend_read_done() {
     notify_transport();
 }
 
-void Session::on_backend_close(std::uint16_t code, std::string_view reason) {
+void Session::on_close(std::uint16_t code, std::string_view reason) {
     // Complete the backend's close handshake, then deliver the close after every message.
     backend_->send_close(code == close_code::kNoStatus ? close_code::kNormal : code, reason);
     backend_->close(core::TcpStream::CloseMode::Flush);
@@ -201,25 +181,10 @@ void Session::on_backend_gone(const Error* error) {
     if (close_) {
         return;
     }
-    // Gone without a Close: 1014 (Bad Gateway), as on the WebSocket relay (SPEC §5).
-    std::uint16_t code = close_code::kBadGateway;
-    std::string reason = "backend closed the connection";
-    if (error != nullptr && error->code == Code::PeerTimeout) {
-        code = close_code::kInternalError;
-        reason = "backend timed out";
-    } else if (error != nullptr && error->code == Code::MessageTooBig) {
-        // SPEC §5: a backend message over max_message closes the session with 1009.
-        code = close_code::kMessageTooBig;
-        reason = "backend message too big";
-    } else if (error != nullptr && error->code == Code::InvalidUtf8) {
-        // SPEC §5: invalid UTF-8 closes with 1007, as on the WebSocket relay (issue 10).
-        code = close_code::kInvalidPayload;
-        reason = "backend sent invalid UTF-8";
-    } else if (error != nullptr && error->code != Code::Io) {
-        code = close_code::kBadGateway;
-        reason = "backend protocol error";
-    }
-    backend_ended(code, std::move(reason));
+    // Gone without a Close: 1014 (Bad Gateway), 1011 (no pong), 1009 (over max_message) or
+    // 1007 (invalid UTF-8, issue 10), exactly as on the WebSocket relay (SPEC §5).
+    const auto [code, reason] = backend_loss(error);
+    backend_ended(code, std::string(reason));
 }
 
 void Session::backend_ended(std::uint16_t code, std::string reason) {
@@ -459,7 +424,7 @@ void Session::end(std::string_view why) {
         backend_->close(core::TcpStream::CloseMode::Flush);
     }
     finish(why);
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 void Session::finish(std::string_view why) {

@@ -13,8 +13,11 @@
 // in order. A repeated seq is acknowledged and not re-sent; a seq beyond the next expected one
 // is refused with the expected seq (409).
 //
-// Lifetime: created by HttpConnection, owned by the Context's session registry, deleted
-// (deferred) by end().
+// Lifetime (loop.h, the ownership rule): created by HttpConnection and adopted by the Context's
+// registry, which owns it; its id is also in the Context's session index (not owning) until
+// end(), which removes it from the index and retires it from the registry (destroyed at the
+// loop's next check phase). Its backend connection and timers are parts; attached transports
+// are not (an SSE stream is in the registry itself, a held poll belongs to its HTTP connection).
 
 #include <cstdint>
 #include <memory>
@@ -60,13 +63,17 @@ struct SendOutcome {
 };
 
 /// See the file comment.
-class Session final : public Closable, public transports::SessionView, private BackendHandler {
+class Session final : public Closable,
+                      public transports::SessionView,
+                      private BackendHandler,
+                      private ws::DecoderHandler {
   public:
     Session(Context& context, const RouteRuntime& route, std::string id);
     ~Session() override;
 
-    /// Opens the backend connection for `request` (target, forwarded headers, client IP).
-    /// `opener` is told the outcome later, unless cancel_opener() is called first.
+    /// Opens the backend connection for `request` (open_backend(): target, forwarded headers,
+    /// client IP). Call it once, after the Context adopted the session. `opener` is told the
+    /// outcome later, unless cancel_opener() is called first.
     void start(const http::Request& request, const std::string& client_ip, SessionOpener* opener);
     /// The opener's client went away before the outcome.
     void cancel_opener(SessionOpener* opener) noexcept;
@@ -111,22 +118,27 @@ class Session final : public Closable, public transports::SessionView, private B
     void on_backend_open(std::string_view protocol, const http::Response& response) override;
     void on_backend_failed(const core::Error& error, unsigned status,
                            const http::Response* response) override;
-    void on_backend_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
-    void on_backend_frame_payload(std::span<const std::byte> bytes) override;
-    void on_backend_frame_end(bool message_end) override;
     void on_backend_read_done() override;
-    void on_backend_close(std::uint16_t code, std::string_view reason) override;
     void on_backend_gone(const core::Error* error) override;
     void on_backend_write_high() override {}
     void on_backend_write_low() override {}
+    // ws::DecoderHandler: the backend's frames (the session decodes nothing else).
+    void on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
+    void on_data_frame_payload(std::span<const std::byte> bytes) override;
+    void on_data_frame_end(bool message_end) override;
+    /// Never called: the BackendConnection answers pings itself (ping/pong are per hop).
+    void on_ping(std::span<const std::byte> /*payload*/) override {}
+    void on_pong(std::span<const std::byte> /*payload*/) override {}
+    /// The backend's Close frame.
+    void on_close(std::uint16_t code, std::string_view reason) override;
 
     void backend_ended(std::uint16_t code, std::string reason);
     void notify_transport();
     void update_backpressure();
     void start_resume_timer();
     void on_tick();
-    /// Removes the session from the registry, tells the transport, closes the backend,
-    /// finishes (unless done before) and defers deletion.
+    /// Removes the session from the index, tells the transport, closes the backend,
+    /// finishes (unless done before) and retires the session from the registry.
     void end(std::string_view why);
     /// Logs the session_closed line and adds the session's counters, once.
     void finish(std::string_view why);
@@ -138,7 +150,7 @@ class Session final : public Closable, public transports::SessionView, private B
     std::string id_;
     std::string protocol_;                 ///< subprotocol the backend selected
     std::string client_ip_;
-    std::unique_ptr<BackendConnection> backend_;
+    std::unique_ptr<BackendConnection> backend_;  ///< a part: opened by start()
     SessionOpener* opener_ = nullptr;
     transports::Transport* transport_ = nullptr;
     transports::ReplayBuffer replay_;

@@ -160,11 +160,12 @@ HttpConnection::Next HttpConnection::open_session(const RouteRuntime& route, int
                       close, "session cap reached", {{"Retry-After", "1"}});
         return close ? Next::Stop : Next::Continue;
     }
-    auto* session = new Session(context_, route, make_session_id(context_.config().instance));
-    opening_ = session;
+    Session& session = context_.adopt(
+        std::make_unique<Session>(context_, route, make_session_id(context_.config().instance)));
+    opening_ = &session;
     opening_kind_ = kind;
     opening_reset_ = std::move(reset_reason);
-    session->start(request, slot_.ip(), this);
+    session.start(request, slot_.ip(), this);
     return Next::Wait;
 }
 
@@ -282,18 +283,22 @@ void HttpConnection::start_sse(Session& session, std::uint64_t after,
     };
     options.headers = cors_headers();
     options.reset_reason = std::move(reset);
+    options.retire = [&context = context_](transports::sse::SseTransport& stream) {
+        context.retire(stream);
+    };
     stream_->resume(core::kPauseOwner);  // paused while the session opened
-    auto* sse = new transports::sse::SseTransport(context_.loop(), std::move(stream_), session,
-                                                  after, std::move(options));
+    // The registry owns the stream; the stream owns the socket.
+    auto& sse = context_.adopt(std::make_unique<transports::sse::SseTransport>(
+        context_.loop(), std::move(stream_), session, after, std::move(options)));
     // The stream keeps this connection's admission slot until it ends.
-    sse->hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics()));
-    session.attach(*sse);
-    sse->start();
+    sse.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics()));
+    session.attach(sse);
+    sse.start();
     // The socket belongs to the stream now; this connection is done.
     ended_ = true;
     waiting_ = false;
     header_timer_.stop();
-    context_.loop().defer_delete(std::unique_ptr<core::DeferredDeletable>(this));
+    context_.retire(*this);
 }
 
 HttpConnection::Next HttpConnection::handle_poll(const RouteRuntime& route,
@@ -358,7 +363,8 @@ void HttpConnection::drop_poll() {
         return;
     }
     context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "longpoll"}});
-    // The transport may still be on the stack: delete it at a safe point.
+    // A part of this connection, but it may still be on the stack: its owner moves into the
+    // loop's deferred deletions, which destroy it at a safe point (STYLE §2.5).
     context_.loop().defer_delete(std::move(poll_));
 }
 

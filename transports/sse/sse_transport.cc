@@ -161,18 +161,9 @@ void SseTransport::on_tick() {
     if (ended_) {
         return;
     }
-    if (full_) {
-        const std::uint64_t now = loop_.now();
-        const std::size_t queued = stream_->queued_bytes();
-        if (stalled_since_ == 0 || queued < stalled_queue_) {
-            stalled_since_ = now;
-            stalled_queue_ = queued;
-        } else if (now - stalled_since_ >= options_.stall_ms) {
-            end_slow_consumer();
-            return;
-        }
-    } else {
-        stalled_since_ = 0;
+    if (stall_.stalled(full_, stream_->queued_bytes(), loop_.now(), options_.stall_ms)) {
+        end_slow_consumer();
+        return;
     }
     if (loop_.now() - last_write_ >= options_.heartbeat_ms && !full_) {
         std::string hb;
@@ -203,7 +194,9 @@ void SseTransport::end(bool detach) {
         session_ = nullptr;
         s->detach(*this);
     }
-    loop_.defer_delete(std::unique_ptr<proxy::core::DeferredDeletable>(this));
+    if (options_.retire) {
+        options_.retire(*this);
+    }
 }
 
 } // namespace transports::sse

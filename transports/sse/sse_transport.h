@@ -11,8 +11,11 @@
 // behind past twice the watermark, or that drains nothing for stall_ms while over it, gets its
 // stream ended as a slow consumer (SPEC §5); it resumes with Last-Event-ID.
 //
-// Lifetime: owns the client socket and itself; deletes itself (deferred) when the stream ends.
-// It never touches the session after on_replaced()/on_session_gone() or its own detach.
+// Lifetime: owns the client socket. It is owned by whoever created it (the proxy: the Context's
+// registry, loop.h rule 2) and never by itself: when the stream ends it calls
+// SseOptions::retire as its last act, and its owner destroys it at a safe point (it is still on
+// the stack then). It never touches the session after on_replaced()/on_session_gone() or its
+// own detach.
 
 #include <cstdint>
 #include <functional>
@@ -25,9 +28,12 @@
 #include "proxy/core/loop.h"
 #include "proxy/core/tcp.h"
 #include "proxy/core/timer.h"
+#include "transports/stall_clock.h"
 #include "transports/transport.h"
 
 namespace transports::sse {
+
+class SseTransport;
 
 /// Settings of one stream.
 struct SseOptions {
@@ -43,6 +49,10 @@ struct SseOptions {
     std::vector<std::pair<std::string, std::string>> headers;
     /// When set, the client asked for this unknown session: a reset event comes first.
     std::optional<std::string> reset_reason;
+    /// Called once, as the last act of a stream that ended: its owner ends its life, not before
+    /// the current callback stack unwinds (the proxy passes Context::retire, which defers the
+    /// deletion). Unset: the owner learns nothing and destroys the stream when it likes.
+    std::function<void(SseTransport&)> retire;
 };
 
 /// See the file comment.
@@ -95,8 +105,7 @@ class SseTransport final : public Transport,
     std::uint64_t last_write_ = 0;
     bool full_ = false;
     bool ended_ = false;
-    std::uint64_t stalled_since_ = 0;  ///< while full_: last time the queue was seen draining
-    std::size_t stalled_queue_ = 0;    ///< the queue size then
+    StallClock stall_;  ///< slow consumer: full and no drain for stall_ms
 };
 
 } // namespace transports::sse
