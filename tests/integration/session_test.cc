@@ -106,10 +106,10 @@ void short_resume_window(config::Config& c) {
     c.routes[0].limits.resume_window = std::chrono::milliseconds(100);
 }
 
-/// The one place that creates a Session. Sessions own themselves today (`new`, then end()
-/// defers their deletion); when the Context registry owns them, only this changes.
+/// The one place that creates a Session: adopted by the Context's registry, which owns it until
+/// it retires (loop.h's ownership rule).
 Session& create_session(Context& context, const RouteRuntime& route) {
-    return *new Session(context, route, make_session_id("t"));
+    return context.adopt(std::make_unique<Session>(context, route, make_session_id("t")));
 }
 
 /// The request that opens a session: GET /chat.

@@ -102,23 +102,39 @@ struct SseWorld {
         CHECK(loop.close_all());
     }
 
+    /// Owns a stream until it retires (SseOptions::retire), then hands it to the loop's
+    /// deferred deletion, as Context::retire does in the proxy.
+    void retire(SseTransport& t) {
+        for (auto it = streams.begin(); it != streams.end(); ++it) {
+            if (it->get() == &t) {
+                loop.defer_delete(std::move(*it));
+                streams.erase(it);
+                return;
+            }
+        }
+    }
+
     core::Loop loop;
     StreamPair pair;
     ByteSink client;
     FakeSession session;
+    std::vector<std::unique_ptr<SseTransport>> streams;  ///< started, not yet retired
 
   private:
     bool finished_ = false;
 };
 
 /// The one place that creates an SseTransport: on the accepted socket, attached to the fake
-/// session, started. It owns itself today (its end() defers its deletion); when a registry
-/// owns the transports, only this changes. Nothing may use the transport once it ended.
+/// session, started, owned by the world until it retires (loop.h's ownership rule). Nothing
+/// may use the transport once it ended.
 SseTransport& start_sse(SseWorld& w, std::uint64_t after, SseOptions o = options()) {
-    auto* t = new SseTransport(w.loop, std::move(w.pair.accepted), w.session, after, std::move(o));
-    w.session.attach(*t);
-    t->start();
-    return *t;
+    o.retire = [&w](SseTransport& t) { w.retire(t); };
+    w.streams.push_back(std::make_unique<SseTransport>(w.loop, std::move(w.pair.accepted),
+                                                       w.session, after, std::move(o)));
+    SseTransport& t = *w.streams.back();
+    w.session.attach(t);
+    t.start();
+    return t;
 }
 
 } // namespace
@@ -236,12 +252,9 @@ TEST_CASE("sse: a session that goes with a close gets its last messages and the 
     w.finish();
 }
 
-// Known bug, reported with this test: on_session_gone() pumps, the pump writes the close and
-// ends the stream with end(true), which calls detach() on the session that is going, against
-// transport.h ("Do not call detach()"). Session ignores it today because it forgot the transport
-// first. should_fail() turns this test red once fixed: then drop the decorator.
-TEST_CASE("sse: a session that goes with a close is not called back with detach()" *
-          doctest::should_fail()) {
+// on_session_gone() pumps, and the pump may write the close and end the stream: that end must
+// not call detach() on the session that is going (transport.h: "Do not call detach()").
+TEST_CASE("sse: a session that goes with a close is not called back with detach()") {
     SseWorld w;
     start_sse(w, 0);
     w.session.close(1000, "bye", false);

@@ -116,7 +116,9 @@ void SseTransport::on_replaced() {
 void SseTransport::on_session_gone() {
     // Deliver what we can and the final close, then end. The close carries the position after
     // the last message, so it is written only when every message before it was: a client that
-    // missed some must not learn a position past them (it reconnects instead).
+    // missed some must not learn a position past them (it reconnects instead). The session is
+    // going: nothing here may call its detach() (transport.h), not even pump()'s end.
+    session_going_ = true;
     pump();
     if (!ended_ && session_ != nullptr) {
         const auto& close = session_->close_info();
@@ -189,7 +191,7 @@ void SseTransport::end(bool detach) {
     ended_ = true;
     tick_.reset();
     stream_->close(TcpStream::CloseMode::Flush);
-    if (detach && session_ != nullptr) {
+    if (detach && session_ != nullptr && !session_going_) {
         SessionView* s = session_;
         session_ = nullptr;
         s->detach(*this);

@@ -104,6 +104,7 @@ class SseTransport final : public Transport,
     std::unique_ptr<proxy::core::DeferredDeletable> held_;
     std::uint64_t last_write_ = 0;
     bool full_ = false;
+    bool session_going_ = false;  ///< in on_session_gone(): never call the session back
     bool ended_ = false;
     StallClock stall_;  ///< slow consumer: full and no drain for stall_ms
 };
