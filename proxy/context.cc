@@ -1,5 +1,7 @@
 #include "proxy/context.h"
 
+#include "proxy/core/log.h"
+
 #include <vector>
 
 #include "proxy/core/signal.h"
@@ -17,7 +19,28 @@ core::Result<void> Context::resolve_backends() {
             return core::fail(core::Code::Config, core::Side::Config,
                               "route " + route.path + ": " + ip.error().context);
         }
-        routes_.push_back(RouteRuntime{&route, *ip});
+        RouteRuntime runtime{&route, *ip, nullptr};
+        if (route.backend.tls) {
+            const config::BackendTls& bt = route.backend_tls;
+            tls::ClientOptions options{bt.ca,
+                                       bt.server_name.empty() ? route.backend.host : bt.server_name,
+                                       bt.cert, bt.key, bt.verify};
+            auto ctx = tls::ClientContext::create(options);
+            if (!ctx) {
+                return core::fail(core::Code::Config, core::Side::Config,
+                                  "route " + route.path + ": " + ctx.error().context);
+            }
+            (*ctx)->set_observer(this);
+            runtime.backend_tls = std::move(*ctx);
+            if (!bt.verify) {
+                core::log(core::LogLevel::Warn, "backend_tls_unverified",
+                          {{"route", route.path},
+                           {"backend", route.backend.text},
+                           {"detail", "backend_tls.verify is false: the backend's certificate "
+                                      "and name are not checked"}});
+            }
+        }
+        routes_.push_back(std::move(runtime));
     }
     return {};
 }
@@ -123,6 +146,19 @@ void Context::release_client(const std::string& ip) {
     if (clients_ > 0) {
         --clients_;
     }
+}
+
+void Context::on_handshake_done(std::string_view version, bool resumed) {
+    metrics_.inc("wsbridge_tls_handshakes_total", {{"side", "backend"}, {"version", version}});
+    if (resumed) {
+        metrics_.inc("wsbridge_tls_resumed_total", {{"side", "backend"}});
+    }
+}
+
+void Context::on_handshake_failed(std::string_view reason, std::string_view detail) {
+    metrics_.inc("wsbridge_tls_handshake_failures_total", {{"side", "backend"}, {"reason", reason}});
+    core::log_limited(core::LogLevel::Warn, "tls_handshake_failed",
+                      {{"side", "backend"}, {"reason", reason}, {"detail", detail}});
 }
 
 } // namespace proxy

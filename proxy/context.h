@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "proxy/core/loop.h"
 #include "proxy/metrics.h"
+#include "proxy/tls/client_context.h"
 #include "proxy/core/crypto.h"
 
 namespace proxy {
@@ -31,10 +32,12 @@ class Closable : public core::DeferredDeletable {
 struct RouteRuntime {
     const config::Route* route = nullptr;
     std::string backend_ip;  ///< numeric address of the backend host (resolved at load)
+    /// TLS towards a wss:// backend (verification per backend_tls), built at load; else null.
+    std::shared_ptr<tls::ClientContext> backend_tls;
 };
 
 /// Everything one worker's connections share. Lives as long as the worker's loop.
-class Context {
+class Context final : private tls::HandshakeObserver {
   public:
     Context(core::Loop& loop, std::shared_ptr<const config::Config> config);
     /// Destroys the objects still live (a loop stopped before they ended) while the rest of
@@ -102,6 +105,10 @@ class Context {
     void set_draining() noexcept { draining_ = true; }
 
   private:
+    // tls::HandshakeObserver for the backend hop (wss:// routes): metrics and a log line.
+    void on_handshake_done(std::string_view version, bool resumed) override;
+    void on_handshake_failed(std::string_view reason, std::string_view detail) override;
+
     /// One live object: its owner, and the same object as a Closable (null when it is not).
     struct Live {
         std::unique_ptr<core::DeferredDeletable> object;

@@ -41,7 +41,11 @@ std::unique_ptr<BackendConnection> open_backend(Context& context, const RouteRun
                                                 ws::DecoderHandler& frames) {
     auto backend =
         std::make_unique<BackendConnection>(context, route.route->limits, handler, frames);
-    backend->start(bridge_target(route, client));
+    BackendConnection::Target target = bridge_target(route, client);
+    if (route.backend_tls) {
+        target.transform = route.backend_tls->new_transform();
+    }
+    backend->start(std::move(target));
     return backend;
 }
 

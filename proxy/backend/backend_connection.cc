@@ -36,6 +36,11 @@ void BackendConnection::start(Target target) {
     target.request.key = key_;
     offered_ = target.request.protocols;
     const std::string request = ws::build_backend_request(target.request);
+    if (target.transform) {
+        // wss://: TLS inside the stream; the upgrade request below waits for its handshake, and
+        // a failed verification ends the connection during our handshake (→ 502).
+        stream_->set_transform(std::move(target.transform));
+    }
     timer_ = std::make_unique<core::Timer>(context_.loop(), [this] { on_handshake_timeout(); });
     timer_->start(static_cast<std::uint64_t>(limits_.backend_connect_timeout.count()));
     auto r = stream_->connect(target.ip, target.port, [this, request](core::Result<void> res) {

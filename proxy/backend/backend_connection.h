@@ -63,6 +63,8 @@ class BackendConnection final : private core::StreamHandler, private ws::Decoder
         std::string ip;              ///< numeric backend address
         std::uint16_t port = 0;
         ws::BackendRequest request;  ///< handshake request (key filled in by start())
+        /// TLS towards a wss:// backend (set before connecting), or null for ws://.
+        std::unique_ptr<core::StreamTransform> transform;
     };
 
     /// `handler` gets the life-cycle events. `frames` gets the backend decoder's data frames

@@ -183,7 +183,7 @@ HttpConnection::Next HttpConnection::handle_upgrade(const RouteRuntime& route,
     WsRelay& relay = context_.adopt(std::make_unique<WsRelay>(
         context_, route, std::move(stream_), std::move(slot_), request, std::move(*handshake),
         std::string(rest)));
-    relay.start(request);
+    relay.start(request, scheme_);
     ended_ = true;
     header_timer_.stop();
     context_.retire(*this);

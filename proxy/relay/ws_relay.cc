@@ -48,10 +48,10 @@ WsRelay::WsRelay(Context& context, const RouteRuntime& route,
 
 WsRelay::~WsRelay() = default;
 
-void WsRelay::start(const http::Request& request) {
-    // TODO(tls): the client's scheme once TLS listeners exist (issue 11).
+void WsRelay::start(const http::Request& request, std::string_view scheme) {
+    client_tls_ = scheme == "https";
     backend_ = open_backend(context_, route_,
-                            BridgeRequest{request, handshake_.protocols, slot_.ip(), "http"},
+                            BridgeRequest{request, handshake_.protocols, slot_.ip(), scheme},
                             static_cast<BackendHandler&>(*this), backend_frames_);
 }
 
@@ -696,6 +696,7 @@ void WsRelay::finish(std::uint16_t code, std::string_view reason, std::string_vi
     core::log(LogLevel::Info, "ws_closed",
               {{"client", client_address_},
                {"route", route_.route->path},
+               {"tls", client_tls_},
                {"duration_ms", duration},
                {"msgs_in", msgs_in_},
                {"bytes_in", bytes_in_},

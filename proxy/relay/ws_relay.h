@@ -51,7 +51,7 @@ class WsRelay final : public Closable,
 
     /// Starts the backend connection. Must be called once, right after the Context adopted the
     /// relay: it retires itself from the registry when done.
-    void start(const http::Request& request);
+    void start(const http::Request& request, std::string_view scheme);
 
     /// Shutdown/drain: close 1001 both ways (going_away) or abort.
     void shutdown(bool going_away) override;
@@ -172,6 +172,7 @@ class WsRelay final : public Closable,
     bool backend_paused_by_client_queue_ = false;
     bool client_paused_by_backend_queue_ = false;  ///< heartbeat: client pongs wait unread
     bool finished_ = false;
+    bool client_tls_ = false;     ///< the client reached us over TLS (logs)
     bool rate_exceeded_ = false;
     RateLimiter rate_;               ///< client → backend messages (close 1008 when over)
 };

@@ -50,7 +50,7 @@ Session::Session(Context& context, const RouteRuntime& route, std::string id)
 Session::~Session() = default;
 
 void Session::start(const http::Request& request, const std::string& client_ip,
-                    SessionOpener* opener) {
+                    std::string_view scheme, SessionOpener* opener) {
     opener_ = opener;
     client_ip_ = client_ip;
     // A subprotocol for a session comes from the reserved `protocol` query parameter.
@@ -67,8 +67,8 @@ void Session::start(const http::Request& request, const std::string& client_ip,
         }
         query.remove_prefix(amp + 1);
     }
-    // TODO(tls): the client's scheme once TLS listeners exist (issue 11).
-    backend_ = open_backend(context_, route_, BridgeRequest{request, offered, client_ip, "http"},
+    client_tls_ = scheme == "https";
+    backend_ = open_backend(context_, route_, BridgeRequest{request, offered, client_ip, scheme},
                             static_cast<BackendHandler&>(*this),
                             static_cast<ws::DecoderHandler&>(*this));
 }
@@ -436,6 +436,7 @@ void Session::finish(std::string_view why) {
               {{"session", id_},
                {"route", route_.route->path},
                {"client", client_ip_},
+               {"tls", client_tls_},
                {"duration_ms", context_.loop().now() - started_at_},
                {"msgs_in", msgs_in_},
                {"bytes_in", bytes_in_},

@@ -74,7 +74,8 @@ class Session final : public Closable,
     /// Opens the backend connection for `request` (open_backend(): target, forwarded headers,
     /// client IP). Call it once, after the Context adopted the session. `opener` is told the
     /// outcome later, unless cancel_opener() is called first.
-    void start(const http::Request& request, const std::string& client_ip, SessionOpener* opener);
+    void start(const http::Request& request, const std::string& client_ip,
+               std::string_view scheme, SessionOpener* opener);
     /// The opener's client went away before the outcome.
     void cancel_opener(SessionOpener* opener) noexcept;
 
@@ -177,6 +178,7 @@ class Session final : public Closable,
     bool ended_ = false;
     bool client_closed_ = false;  ///< a DELETE closed it
     bool finished_ = false;       ///< finish() ran
+    bool client_tls_ = false;     ///< the client reached us over TLS (logs)
 };
 
 /// A new session id: 128 random bits, URL-safe base64 (22 characters), prefixed by

@@ -165,7 +165,7 @@ HttpConnection::Next HttpConnection::open_session(const RouteRuntime& route, int
     opening_ = &session;
     opening_kind_ = kind;
     opening_reset_ = std::move(reset_reason);
-    session.start(request, slot_.ip(), this);
+    session.start(request, slot_.ip(), scheme_, this);
     return Next::Wait;
 }
 

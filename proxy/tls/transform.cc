@@ -4,6 +4,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "proxy/tls/server_context.h"
 
@@ -53,6 +54,10 @@ Error Transform::failure(std::string_view what, int ssl_error) {
     std::string why = reasons();
     if (why.empty()) {
         why = "SSL error " + std::to_string(ssl_error);
+    }
+    // A failed verification says why (expired, wrong host, unknown issuer...).
+    if (const long verify = SSL_get_verify_result(ssl_); verify != X509_V_OK) {
+        why.append(" (").append(X509_verify_cert_error_string(verify)).append(")");
     }
     return Error{Code::Tls, Side::Client, std::string(what) + ": " + why};
 }

@@ -125,7 +125,7 @@ http::Request get_chat() {
 Session& open_session(World& w) {
     Opener& opener = w.opener;
     Session& s = create_session(*w.context, *w.route);
-    s.start(get_chat(), "127.0.0.1", &opener);
+    s.start(get_chat(), "127.0.0.1", "http", &opener);
     REQUIRE(w.until([&] { return opener.opened + opener.failed > 0; }));
     REQUIRE(opener.opened == 1);
     REQUIRE(s.open());
@@ -752,7 +752,7 @@ TEST_CASE("session: a backend that refuses the session fails the opener with its
     World w({}, script);
     Session& s = create_session(*w.context, *w.route);
     const std::string id(s.id());
-    s.start(get_chat(), "127.0.0.1", &w.opener);
+    s.start(get_chat(), "127.0.0.1", "http", &w.opener);
     REQUIRE(w.until([&] { return w.opener.failed == 1; }));
     CHECK(w.opener.opened == 0);
     CHECK(w.opener.status == 403);
