@@ -32,11 +32,10 @@ std::string_view reason_phrase(unsigned status) noexcept {
     }
 }
 
-std::string build_response(unsigned status,
-                           const std::vector<std::pair<std::string, std::string>>& headers,
-                           std::string_view body, bool close) {
-    std::string out;
-    out.reserve(128 + body.size());
+namespace {
+
+void append_status_and_headers(std::string& out, unsigned status,
+                               const std::vector<std::pair<std::string, std::string>>& headers) {
     out.append("HTTP/1.1 ");
     out.append(std::to_string(status));
     out.push_back(' ');
@@ -48,6 +47,29 @@ std::string build_response(unsigned status,
         out.append(value);
         out.append("\r\n");
     }
+}
+
+} // namespace
+
+std::string build_stream_head(unsigned status,
+                              const std::vector<std::pair<std::string, std::string>>& headers,
+                              bool close) {
+    std::string out;
+    out.reserve(256);
+    append_status_and_headers(out, status, headers);
+    if (close) {
+        out.append("Connection: close\r\n");
+    }
+    out.append("\r\n");
+    return out;
+}
+
+std::string build_response(unsigned status,
+                           const std::vector<std::pair<std::string, std::string>>& headers,
+                           std::string_view body, bool close) {
+    std::string out;
+    out.reserve(128 + body.size());
+    append_status_and_headers(out, status, headers);
     out.append("Content-Length: ");
     out.append(std::to_string(body.size()));
     out.append("\r\n");

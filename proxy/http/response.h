@@ -18,6 +18,13 @@ std::string build_response(unsigned status,
                            const std::vector<std::pair<std::string, std::string>>& headers,
                            std::string_view body, bool close);
 
+/// The head of a response whose body is streamed until the connection closes (SSE): status
+/// line, `headers` in order, `Connection: close` when `close` is set, the blank line; no
+/// Content-Length.
+std::string build_stream_head(unsigned status,
+                              const std::vector<std::pair<std::string, std::string>>& headers,
+                              bool close);
+
 /// A JSON error response: `{"error":"<code>","detail":"<detail>"}` with
 /// `Content-Type: application/json` and `Cache-Control: no-store`. `extra` headers are added
 /// (e.g. `Sec-WebSocket-Version: 13` on a 426). Both strings are quoted by

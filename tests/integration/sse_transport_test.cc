@@ -26,9 +26,8 @@ std::string head(std::string_view extra = {}) {
     return std::string("HTTP/1.1 200 OK\r\n"
                        "Content-Type: text/event-stream\r\n"
                        "Cache-Control: no-store\r\n"
-                       "X-Accel-Buffering: no\r\n"
-                       "Connection: close\r\n") +
-           std::string(extra) + "\r\n";
+                       "X-Accel-Buffering: no\r\n") +
+           std::string(extra) + "Connection: close\r\n\r\n";
 }
 
 /// The announce event of session kId at `last_seq` with default options.

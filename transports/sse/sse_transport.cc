@@ -1,5 +1,6 @@
 #include "transports/sse/sse_transport.h"
 
+#include "proxy/http/response.h"
 #include "transports/sse/encoder.h"
 
 namespace transports::sse {
@@ -25,13 +26,13 @@ SseTransport::SseTransport(proxy::core::Loop& loop, std::unique_ptr<TcpStream> s
 SseTransport::~SseTransport() = default;
 
 void SseTransport::start() {
-    std::string head =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
-        "X-Accel-Buffering: no\r\nConnection: close\r\n";
-    for (const auto& [name, value] : options_.headers) {
-        head.append(name).append(": ").append(value).append("\r\n");
-    }
-    head.append("\r\n");
+    // SPEC §3: no Content-Length; the stream ends with the connection.
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"Content-Type", "text/event-stream"},
+        {"Cache-Control", "no-store"},
+        {"X-Accel-Buffering", "no"}};
+    headers.insert(headers.end(), options_.headers.begin(), options_.headers.end());
+    std::string head = proxy::http::build_stream_head(200, headers, true);
     if (options_.reset_reason) {
         append_reset(head, session_->id(), *options_.reset_reason);
     }
