@@ -16,6 +16,8 @@ constexpr std::uint64_t kFlushDeadlineMs = 5000;
 /// Writes up to this size wait for the loop's batched send (send_batch.h); bigger ones, and
 /// anything behind bytes the kernel did not take, go out at once as before.
 constexpr std::size_t kBatchMaxBytes = 16 * 1024;
+/// Transform scratch strings keep at most this much capacity between reads and writes.
+constexpr std::size_t kKeepScratch = 4 * 1024;
 } // namespace
 
 /// All state lives here so that a Flush close can continue after the TcpStream is destroyed:
@@ -89,6 +91,8 @@ struct TcpStream::Impl final : HandleOwner, BatchedSender {
     void read_through_transform(std::span<const std::byte> wire);
     /// Queues what the transform produced in wire_out.
     void write_wire_out();
+    /// Frees a transform scratch string that grew past kKeepScratch.
+    static void release_if_large(std::string& scratch) noexcept;
     bool try_write_now(std::span<const std::span<const std::byte>> pieces);
 };
 
@@ -266,6 +270,7 @@ void TcpStream::Impl::read_through_transform(std::span<const std::byte> wire) {
     if (!plain_in.empty() && handler != nullptr) {
         handler->on_read(std::as_writable_bytes(std::span<char>(plain_in.data(), plain_in.size())));
     }
+    release_if_large(plain_in);
 }
 
 void TcpStream::Impl::write_wire_out() {
@@ -276,6 +281,14 @@ void TcpStream::Impl::write_wire_out() {
         std::as_bytes(std::span<const char>(wire_out.data(), wire_out.size()))};
     try_write_now(one);
     wire_out.clear();
+    release_if_large(wire_out);
+}
+
+void TcpStream::Impl::release_if_large(std::string& scratch) noexcept {
+    // An idle connection keeps no large scratch buffer (memory per idle TLS connection).
+    if (scratch.capacity() > kKeepScratch) {
+        std::string().swap(scratch);
+    }
 }
 
 bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> pieces) {

@@ -1,5 +1,6 @@
 #include "proxy/tls/transform.h"
 
+#include <array>
 #include <climits>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -132,15 +133,15 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
         }
     }
     ERR_clear_error();
+    // Records are decrypted into a stack buffer and only their bytes are appended, so the
+    // caller's string stays as small as the messages it carries.
+    std::array<char, kReadChunk> buf;
     for (;;) {
-        const std::size_t at = plain.size();
-        plain.resize(at + kReadChunk);
-        const int n = SSL_read(ssl_, plain.data() + at, kReadChunk);
+        const int n = SSL_read(ssl_, buf.data(), kReadChunk);
         if (n > 0) {
-            plain.resize(at + static_cast<std::size_t>(n));
+            plain.append(buf.data(), static_cast<std::size_t>(n));
             continue;
         }
-        plain.resize(at);
         const int err = SSL_get_error(ssl_, n);
         drain(wire);  // key updates, session tickets, alerts
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
