@@ -26,6 +26,8 @@ constexpr std::size_t kKeepScratch = 4 * 1024;
 struct TcpStream::Impl final : HandleOwner, BatchedSender {
     uv_tcp_t tcp{};
     uv_timer_t* flush_timer = nullptr;  ///< only during a Flush close (saves idle memory)
+    uv_timer_t* error_timer = nullptr;  ///< only to report a write error on the next turn
+    int write_error = 0;                ///< the uv error error_timer reports
     Loop& loop;
     StreamHandler* handler = nullptr;
     std::unique_ptr<StreamTransform> transform;  ///< TLS between socket and handler, or null
@@ -202,6 +204,11 @@ void connect_cb(uv_connect_t* req, int status) noexcept {
         impl->write_wire_out();
     }
     c->done(Result<void>{});
+}
+
+void error_timer_cb(uv_timer_t* timer) noexcept {
+    auto* impl = static_cast<TcpStream::Impl*>(timer->data);
+    impl->fail_write(impl->write_error);
 }
 
 void flush_timer_cb(uv_timer_t* timer) noexcept {
@@ -420,8 +427,10 @@ void TcpStream::Impl::flush_queue() {
     const int r = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), bufs.data(),
                            static_cast<unsigned>(n), write_cb);
     if (r < 0) {
-        // The stream is unusable; report through the normal path on the next write callback
-        // would never come, so fail now but asynchronously via a failed state.
+        // uv_write refused at once (the socket is unusable): no write callback will come, so
+        // the owner is told through on_write_error on the next loop turn (never from inside the
+        // write() call that got here, STYLE §2.7), and the socket closes then, as after any
+        // write error.
         in_flight = nullptr;
         delete w;
         write_failed = true;
@@ -429,7 +438,16 @@ void TcpStream::Impl::flush_queue() {
         queued_bytes = 0;
         if (closing) {
             close_handle();  // a Flush close has nothing left to drain
+            return;
         }
+        write_error = r;
+        if (error_timer == nullptr) {
+            error_timer = new uv_timer_t;
+            uv_timer_init(loop.raw(), error_timer);
+            error_timer->data = this;
+            ++handles_open;
+        }
+        uv_timer_start(error_timer, error_timer_cb, 0, 0);
     }
 }
 
@@ -495,6 +513,11 @@ void TcpStream::Impl::close_handle() noexcept {
         uv_timer_stop(flush_timer);
         uv_close(reinterpret_cast<uv_handle_t*>(flush_timer), handle_closed_cb);
         flush_timer = nullptr;
+    }
+    if (error_timer != nullptr) {
+        uv_timer_stop(error_timer);
+        uv_close(reinterpret_cast<uv_handle_t*>(error_timer), handle_closed_cb);
+        error_timer = nullptr;
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp), handle_closed_cb);
 }
@@ -643,7 +666,7 @@ void TcpStream::close(CloseMode mode) {
     impl->flush_timer = new uv_timer_t;
     uv_timer_init(impl->loop.raw(), impl->flush_timer);
     impl->flush_timer->data = impl;
-    impl->handles_open = 2;
+    ++impl->handles_open;
     uv_timer_start(impl->flush_timer, flush_timer_cb, kFlushDeadlineMs, 0);
     impl->update_reading();
     impl->maybe_finish_flush();

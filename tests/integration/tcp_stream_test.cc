@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <doctest/doctest.h>
+#include <uv.h>
 
 namespace proxy::test {
 namespace {
@@ -314,6 +315,27 @@ TEST_CASE("tcp: issue 10: a write error closes the socket at once") {
     CHECK(p.owner.stream->closing());
     p.owner.stream->close(core::TcpStream::CloseMode::Flush); // abort-like: nothing lingers
     CHECK(open_handles(loop) == 1);
+    close_clean(loop, p);
+}
+
+TEST_CASE("tcp: a uv_write refused at once reaches on_write_error on the next turn (issue 11)") {
+    // uv_write fails synchronously on a stream that is no longer writable. The owner must still
+    // learn of it (issue 11: the failure only set a flag), and never from inside its write().
+    ignore_sigpipe();
+    core::Loop loop;
+    AcceptedPair p(loop);
+    auto* req = new uv_shutdown_t;
+    REQUIRE(uv_shutdown(req, reinterpret_cast<uv_stream_t*>(p.owner.stream->raw()),
+                        [](uv_shutdown_t* r, int /*status*/) { delete r; }) == 0);
+    const std::string big(64 * 1024, 'x');  // past the batch size: written through uv_write
+    CHECK(p.owner.stream->write(std::string_view(big)));
+    CHECK(p.owner.write_errors == 0);  // not from inside write()
+    REQUIRE(run_until(loop, [&] { return p.owner.write_errors == 1; }, 1000));
+    CHECK(p.owner.stream->closing());
+    CHECK_FALSE(p.owner.stream->write(std::string_view("more")));
+    p.peer->close_fd();
+    p.expect_connection_gone();
+    CHECK(p.owner.write_errors == 1);
     close_clean(loop, p);
 }
 
