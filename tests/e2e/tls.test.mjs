@@ -32,8 +32,9 @@ const T = 20000; // per-test timeout
 const HEADER_TIMEOUT_MS = 1000;
 const FLOOD = 300; // handshakes in the flood test
 const FLOOD_CONCURRENCY = 25;
-// RSS the proxy may keep after the flood, over its level after a warm-up of the same kind.
-const FLOOD_RSS_BOUND_KIB = SANITIZERS ? 64 * 1024 : 4 * 1024;
+// RSS the proxy may keep after the flood, over its level after a warm-up of the same kind
+// (not checked under ASan, whose quarantine keeps freed memory resident: as hostile_load does).
+const FLOOD_RSS_BOUND_KIB = 4 * 1024;
 
 let pki;
 let backend;
@@ -163,10 +164,14 @@ function captureClientHello(opts = {}) {
   }), 5000, 'a ClientHello');
 }
 
-/** Opens a Node `ws` client; resolves once open. */
+/**
+ * Opens a Node `ws` client; resolves once open. ws.firstMessage resolves with the first message
+ * (listened for from the start: it may arrive in the same read as the 101).
+ */
 function wsOpen(url, opts = {}) {
   return withTimeout(new Promise((resolve, reject) => {
     const ws = new WebSocket(url, opts);
+    ws.firstMessage = new Promise((res) => ws.once('message', (d) => res(d)));
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
     ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
@@ -331,7 +336,7 @@ describe('TLS listeners', { skip }, () => {
       const seen = {};
       for (const [name, p, scheme] of [['tls', port, 'wss'], ['plain', plainPort, 'ws']]) {
         const ws = await wsOpen(`${scheme}://127.0.0.1:${p}/headers`, { ca });
-        const relayed = await withTimeout(new Promise((resolve) => ws.once('message', (d) => resolve(JSON.parse(d)))), 5000, '/headers');
+        const relayed = JSON.parse(await withTimeout(ws.firstMessage, 5000, '/headers'));
         ws.close();
         // A session (long-poll) opens its own backend connection: same header.
         const lp = await (name === 'tls' ? httpsRequest(p, 'GET', '/headers?transport=longpoll')
@@ -762,7 +767,8 @@ describe('TLS listeners', { skip }, () => {
       const grew = rss - base.rss;
       console.log(`# flood: ${FLOOD} connections in ${floodMs} ms; fds ${idle.sample.fds} → peak ${peakFds} → ${fdsBack.sample.fds}; ` +
         `RSS ${base.rss} → ${rss} KiB (${grew >= 0 ? '+' : ''}${grew} KiB, bound ${FLOOD_RSS_BOUND_KIB} KiB)`);
-      assert.ok(grew <= FLOOD_RSS_BOUND_KIB, `RSS grew by ${grew} KiB (> ${FLOOD_RSS_BOUND_KIB} KiB)`);
+      if (SANITIZERS) console.log('# flood: RSS threshold not checked: WSBRIDGE_SANITIZERS=1 (ASan quarantine)');
+      else assert.ok(grew <= FLOOD_RSS_BOUND_KIB, `RSS grew by ${grew} KiB (> ${FLOOD_RSS_BOUND_KIB} KiB)`);
       assert.ok(alive(proxy.pid));
       // Still serving.
       const ws = await wsOpen(`wss://127.0.0.1:${port}/echo`, { ca });
