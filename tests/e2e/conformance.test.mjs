@@ -1,9 +1,13 @@
 // RFC 6455 conformance suite (cases in lib/conformance-cases.mjs), driven with raw sockets.
-// Every case runs twice: directly against the strict `ws` backend (the reference) and through
-// wsbridge, asserting the exact observable result both times.
+// Every case runs three times: directly against the strict `ws` backend (the reference), through
+// wsbridge's plain listener (ws://) and through its TLS listener (wss://, a test CA made at test
+// time by lib/tls.mjs), asserting the exact observable result each time. The wss run uses the
+// cases' `proxy` expectations (TLS must change nothing a WebSocket client can observe) unless a
+// case has a `wss` entry of its own.
 //
 //   node --test tests/e2e/conformance.test.mjs
 //   CONFORMANCE_DIRECT_ONLY=1 node --test tests/e2e/conformance.test.mjs   # no proxy needed
+//   CONFORMANCE_TARGETS=wss node --test tests/e2e/conformance.test.mjs     # direct,proxy,wss
 //   CONFORMANCE_CASES='^(6|7)\.' node --test tests/e2e/conformance.test.mjs  # filter by id
 //   WSBRIDGE_BIN=/path/to/wsbridge node --test tests/e2e/conformance.test.mjs
 
@@ -14,21 +18,28 @@ import crypto from 'node:crypto';
 import cases from './lib/conformance-cases.mjs';
 import { acceptFor, openWs, rawConnect } from './lib/rawws.mjs';
 import { startBackend, startProxy, proxyConfig, proxySkip } from './lib/harness.mjs';
+import { makePki, opensslSkip } from './lib/tls.mjs';
 
 const DIRECT_ONLY = process.env.CONFORMANCE_DIRECT_ONLY === '1';
 const FILTER = process.env.CONFORMANCE_CASES ? new RegExp(process.env.CONFORMANCE_CASES) : null;
+const TARGETS = new Set((process.env.CONFORMANCE_TARGETS || 'direct,proxy,wss').split(',').map((t) => t.trim()));
+const targetSkip = (t) => (TARGETS.has(t) ? false : `CONFORMANCE_TARGETS=${process.env.CONFORMANCE_TARGETS}`);
 const CASE_TIMEOUT_MS = 20000;
 
 const selected = FILTER ? cases.filter((c) => FILTER.test(c.id)) : cases;
 
-/** The expectation of case c for target ('direct' | 'proxy'); null when skipped. */
+/** The case's override key for a target: the wss run shares the proxy's unless it has its own. */
+const overrideKey = (c, target) => (target === 'wss' && !c.wss ? 'proxy' : target);
+const viaProxy = (target) => target !== 'direct';
+
+/** The expectation of case c for target ('direct' | 'proxy' | 'wss'); null when skipped. */
 function expectationFor(c, target) {
-  const override = c[target] || {};
+  const override = c[overrideKey(c, target)] || {};
   return { ...c.expect, ...override };
 }
 
 function skipFor(c, target) {
-  return c[target]?.skip || false;
+  return c[overrideKey(c, target)]?.skip || false;
 }
 
 const OPNAME = { 1: 'text', 2: 'binary' };
@@ -39,9 +50,9 @@ function summarize(payload) {
 }
 const messageSummary = (m) => `${OPNAME[m.opcode] ?? `op${m.opcode}`} ${summarize(m.payload)}`;
 
-async function runWsCase(c, target, port) {
+async function runWsCase(c, target, port, tls) {
   const exp = expectationFor(c, target);
-  const conn = await openWs({ port, path: c.path ?? '/echo', headers: c.headers, pipelined: c.pipelined?.() });
+  const conn = await openWs({ port, path: c.path ?? '/echo', headers: c.headers, pipelined: c.pipelined?.(), tls });
   try {
     const responseProblems = c.checkResponse ? c.checkResponse(conn) : [];
     const extra = await c.run(conn);
@@ -90,14 +101,14 @@ function isJsonError(body) {
   }
 }
 
-async function runHttpCase(c, target, port, backend) {
+async function runHttpCase(c, target, port, backend, tls) {
   const exp = expectationFor(c, target);
-  const statsBefore = target === 'proxy' ? await backend.stats() : null;
-  const conn = await rawConnect({ port, request: c.request({ hostPort: `127.0.0.1:${port}` }) });
+  const statsBefore = viaProxy(target) ? await backend.stats() : null;
+  const conn = await rawConnect({ port, request: c.request({ hostPort: `127.0.0.1:${port}` }), tls });
   try {
     const allowed = Array.isArray(exp.status) ? exp.status : [exp.status];
     const wantHeaders = { ...(exp.headers ?? {}) };
-    if (target === 'proxy' && conn.status === 426) wantHeaders['sec-websocket-version'] = '13';
+    if (viaProxy(target) && conn.status === 426) wantHeaders['sec-websocket-version'] = '13';
     if (conn.status === 101) {
       conn.sendClose(1000);
       await conn.waitClose(3000);
@@ -111,7 +122,7 @@ async function runHttpCase(c, target, port, backend) {
       serverClosedTcp: conn.status === 101 ? true : conn.closed && conn.peerClosedFirst,
     };
     const expected = { status: exp.status, headers: wantHeaders, present: [], serverClosedTcp: true };
-    if (target === 'proxy' && conn.status !== 101) {
+    if (viaProxy(target) && conn.status !== 101) {
       observed.jsonErrorBody = isJsonError(conn.body.toString('utf8'));
       expected.jsonErrorBody = true;
     }
@@ -119,7 +130,7 @@ async function runHttpCase(c, target, port, backend) {
       observed.accept = conn.headers['sec-websocket-accept'];
       expected.accept = acceptFor(c.key);
     }
-    if (target === 'proxy' && conn.status !== 101) {
+    if (viaProxy(target) && conn.status !== 101) {
       const statsAfter = await backend.stats();
       // The /stats request itself is one connection; anything more reached the backend.
       observed.backendContacted = {
@@ -137,9 +148,9 @@ async function runHttpCase(c, target, port, backend) {
 function registerCases(target, getPorts) {
   for (const c of selected) {
     test(`${c.id} ${c.name}`, { timeout: CASE_TIMEOUT_MS, skip: skipFor(c, target) }, async () => {
-      const { port, backend } = getPorts();
-      if (c.kind === 'http') await runHttpCase(c, target, port, backend);
-      else await runWsCase(c, target, port);
+      const { port, backend, tls } = getPorts();
+      if (c.kind === 'http') await runHttpCase(c, target, port, backend, tls);
+      else await runWsCase(c, target, port, tls);
     });
   }
 }
@@ -152,24 +163,51 @@ after(async () => {
   await backend?.stop();
 });
 
-describe('conformance direct (ws backend, the reference)', () => {
+describe('conformance direct (ws backend, the reference)', { skip: targetSkip('direct') }, () => {
   registerCases('direct', () => ({ port: backend.port, backend }));
 });
 
-describe('conformance through wsbridge', { skip: DIRECT_ONLY ? 'CONFORMANCE_DIRECT_ONLY=1' : proxySkip() }, () => {
+/** The proxy's routes for the conformance runs (plain and TLS listeners alike). */
+function conformanceRoutes() {
+  const be = (p) => `ws://127.0.0.1:${backend.port}${p}`;
+  const common = { idle_timeout: '60s', rate: { messages_per_second: 100000, burst: 100000 } };
+  return [
+    { path: '/echo', backend: be('/echo'), max_message: '2m', outbound_queue: '2m', replay_buffer: '2m', ...common },
+    // The proxy must enforce this limit itself: its backend (/echo) allows 64 MiB.
+    { path: '/echo-64k', backend: be('/echo'), max_message: '64k', ...common },
+    { path: '/close', backend: be('/close'), max_message: '1m', ...common },
+  ];
+}
+
+describe('conformance through wsbridge', { skip: DIRECT_ONLY ? 'CONFORMANCE_DIRECT_ONLY=1' : proxySkip() || targetSkip('proxy') }, () => {
   let proxy;
   before(async () => {
-    const be = (p) => `ws://127.0.0.1:${backend.port}${p}`;
-    const common = { idle_timeout: '60s', rate: { messages_per_second: 100000, burst: 100000 } };
-    proxy = await startProxy(proxyConfig([
-      { path: '/echo', backend: be('/echo'), max_message: '2m', outbound_queue: '2m', replay_buffer: '2m', ...common },
-      // The proxy must enforce this limit itself: its backend (/echo) allows 64 MiB.
-      { path: '/echo-64k', backend: be('/echo'), max_message: '64k', ...common },
-      { path: '/close', backend: be('/close'), max_message: '1m', ...common },
-    ]), { label: 'conformance' });
+    proxy = await startProxy(proxyConfig(conformanceRoutes()), { label: 'conformance' });
   });
   after(async () => {
     await proxy?.stop();
   });
   registerCases('proxy', () => ({ port: proxy.port, backend }));
+});
+
+describe('conformance through wsbridge over wss (TLS listener)', {
+  skip: DIRECT_ONLY ? 'CONFORMANCE_DIRECT_ONLY=1' : proxySkip() || opensslSkip() || targetSkip('wss'),
+}, () => {
+  let proxy;
+  let pki;
+  let tlsOptions;
+  before(async () => {
+    pki = makePki();
+    // Verified like a browser would: the test CA, the host name 127.0.0.1 (an IP SAN).
+    tlsOptions = { ca: pki.ca.pem.cert, servername: undefined };
+    proxy = await startProxy(proxyConfig(conformanceRoutes(), {
+      listen: [{ address: '127.0.0.1:0', tls: { cert: pki.server.cert, key: pki.server.key } }],
+    }), { label: 'conformance-wss' });
+    if (proxy.tlsPorts[0] !== proxy.port) throw new Error(`listener is not TLS: ${proxy.stderr().slice(0, 400)}`);
+  });
+  after(async () => {
+    await proxy?.stop();
+    pki?.cleanup();
+  });
+  registerCases('wss', () => ({ port: proxy.port, backend, tls: tlsOptions }));
 });

@@ -202,11 +202,16 @@ export async function startProxy(config, { listeners = 1, label = 'proxy', env =
   const child = new Child('proxy', WSBRIDGE_BIN, ['-c', file],
     { cwd: dir, env: { ...process.env, ...env } });
   const re = /\bevent=listening\b.*?\baddress="?([^\s"]+?):(\d+)"?(?:\s|$)/;
+  const tlsPorts = [];
   const ports = await child.waitUntil(() => {
     const found = [];
+    tlsPorts.length = 0;
     for (const line of child.lines.stderr) {
       const m = re.exec(line);
-      if (m) found.push(Number(m[2]));
+      if (m) {
+        found.push(Number(m[2]));
+        if (/\btls=on\b/.test(line)) tlsPorts.push(Number(m[2]));
+      }
     }
     return found.length >= listeners ? found : null;
   }, 10000, `${listeners} event=listening line(s)`);
@@ -216,6 +221,8 @@ export async function startProxy(config, { listeners = 1, label = 'proxy', env =
     pid: child.pid,
     port,
     ports,
+    /** The ports of the listeners that logged tls=on, in listening order. */
+    tlsPorts,
     configFile: file,
     url: (p) => `ws://127.0.0.1:${port}${p}`,
     stderr: () => child.out.stderr,
@@ -230,7 +237,11 @@ export async function startProxy(config, { listeners = 1, label = 'proxy', env =
   };
 }
 
-/** Routes → wsbridge YAML. Each route: {path, backend, ...other route keys (scalars/objects)}. */
+/**
+ * Routes → wsbridge YAML. Each route: {path, backend, ...other route keys (scalars/objects)}.
+ * A `listen` entry is an address string, or {address, tls} where tls is {cert, key} or
+ * {certificates: [{cert, key}, ...], min_version, client_ca} (absolute file paths).
+ */
 export function proxyConfig(routes, { listen = ['127.0.0.1:0'], extra = '' } = {}) {
   const yamlValue = (v) => {
     if (Array.isArray(v)) return `[${v.map((x) => JSON.stringify(String(x))).join(', ')}]`;
@@ -241,7 +252,26 @@ export function proxyConfig(routes, { listen = ['127.0.0.1:0'], extra = '' } = {
     return String(v);
   };
   let y = 'listen:\n';
-  for (const address of listen) y += `  - address: ${address}\n`;
+  for (const entry of listen) {
+    if (typeof entry === 'string') {
+      y += `  - address: ${entry}\n`;
+      continue;
+    }
+    y += `  - address: ${entry.address ?? '127.0.0.1:0'}\n`;
+    const tls = entry.tls;
+    if (!tls) continue;
+    y += '    tls:\n';
+    if (tls.certificates) {
+      y += '      certificates:\n';
+      for (const c of tls.certificates) {
+        y += `        - { cert: ${JSON.stringify(c.cert)}, key: ${JSON.stringify(c.key)} }\n`;
+      }
+    } else {
+      y += `      cert: ${JSON.stringify(tls.cert)}\n      key: ${JSON.stringify(tls.key)}\n`;
+    }
+    if (tls.min_version) y += `      min_version: ${JSON.stringify(tls.min_version)}\n`;
+    if (tls.client_ca) y += `      client_ca: ${JSON.stringify(tls.client_ca)}\n`;
+  }
   y += extra;
   y += 'routes:\n';
   for (const route of routes) {

@@ -7,6 +7,7 @@
 // as RFC 6455 §5.5.1 requires of a client; everything else is the test's to send.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import crypto from 'node:crypto';
 
 export const OP = Object.freeze({
@@ -377,9 +378,9 @@ export class RawConn {
     }
   }
 
-  write(buf) {
+  write(buf, callback) {
     if (this.socket.destroyed || this.weEnded) return false;
-    this.socket.write(buf);
+    this.socket.write(buf, callback);
     return true;
   }
 
@@ -389,6 +390,17 @@ export class RawConn {
     let n = 0;
     for (const piece of pieces) {
       if (stopOnClose && (this.close !== null || this.closed || this.ended)) break;
+      if (this.socket instanceof tls.TLSSocket) {
+        // A TLS socket may hold bytes (writableLength > 0) without ever emitting 'drain', so
+        // wait for this piece's write callback: its record was handed to the kernel.
+        const written = new Promise((resolve) => {
+          if (!this.write(piece, () => resolve(true))) resolve(false);
+        });
+        if (!(await written)) break;
+        n++;
+        if (delayMs > 0) await sleep(delayMs);
+        continue;
+      }
       if (!this.write(piece)) break;
       n++;
       // Wait for the kernel to take the bytes so every piece leaves as its own segment.
@@ -417,13 +429,17 @@ export class RawConn {
  * Opens a TCP connection, writes `request` (a string or Buffer; see upgradeRequest) and
  * optionally `pipelined` bytes in the same write, and waits for the response head.
  * Resolves to a RawConn (status -1 when no response head came within timeoutMs).
+ * With `tls` (Node tls.connect options, e.g. {ca, servername}; `true` for none) the connection
+ * is TLS: the request is written once the handshake completed ('secureConnect').
  */
-export async function rawConnect({ port, host = '127.0.0.1', request, pipelined, timeoutMs = 5000 }) {
-  const socket = net.connect({ port, host });
+export async function rawConnect({ port, host = '127.0.0.1', request, pipelined, timeoutMs = 5000, tls: tlsOptions }) {
+  const socket = tlsOptions
+    ? tls.connect({ port, host, ...(tlsOptions === true ? {} : tlsOptions) })
+    : net.connect({ port, host });
   const conn = new RawConn(socket);
   const connected = await new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), timeoutMs);
-    socket.once('connect', () => {
+    socket.once(tlsOptions ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       resolve(true);
     });
@@ -434,7 +450,7 @@ export async function rawConnect({ port, host = '127.0.0.1', request, pipelined,
   });
   if (!connected) {
     socket.destroy();
-    throw new Error(`cannot connect to ${host}:${port}`);
+    throw new Error(`cannot connect to ${host}:${port}${conn.errors.length ? ` (${conn.errors.join(", ")})` : ""}`);
   }
   const head = Buffer.isBuffer(request) ? request : Buffer.from(request, 'latin1');
   socket.write(pipelined ? Buffer.concat([head, pipelined]) : head);
@@ -444,9 +460,9 @@ export async function rawConnect({ port, host = '127.0.0.1', request, pipelined,
 }
 
 /** Opens a WebSocket with a valid handshake; checks the 101 and Sec-WebSocket-Accept. */
-export async function openWs({ port, host = '127.0.0.1', path = '/echo', headers = {}, pipelined, timeoutMs }) {
+export async function openWs({ port, host = '127.0.0.1', path = '/echo', headers = {}, pipelined, timeoutMs, tls: tlsOptions }) {
   const { request, key } = upgradeRequest({ path, host: `${host}:${port}`, headers });
-  const conn = await rawConnect({ port, host, request, pipelined, timeoutMs });
+  const conn = await rawConnect({ port, host, request, pipelined, timeoutMs, tls: tlsOptions });
   if (conn.status !== 101) {
     conn.destroy();
     throw new Error(`expected 101, got ${conn.statusLine ?? 'no response'}`);
