@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # with the example backend needs; without an argument (the test command) also the browser, the
 # second compiler with the fuzzing and sanitizer runtimes, and the intermediaries for tests.
 packages=(build-essential cmake pkg-config libuv1-dev liburing-dev libssl-dev libyaml-cpp-dev
-          doctest-dev node-llhttp curl)
+          doctest-dev node-llhttp curl openssl)
 if [ "${1:-}" != run ]; then
   packages+=(chromium clang libclang-rt-14-dev squid nginx)
 fi
