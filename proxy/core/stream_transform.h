@@ -35,6 +35,8 @@ class StreamTransform {
     virtual Result<void> on_plain(std::span<const std::byte> plain, std::string& wire) = 0;
     /// A Flush close: appends the wire bytes that end the transform cleanly (TLS close_notify).
     virtual void on_close(std::string& wire) = 0;
+    /// True once plain bytes flow (the TLS handshake completed).
+    virtual bool ready() const noexcept = 0;
 };
 
 } // namespace proxy::core

@@ -627,6 +627,10 @@ bool TcpStream::closing() const noexcept {
     return impl_->closing;
 }
 
+bool TcpStream::handshaking() const noexcept {
+    return impl_->transform && !impl_->transform->ready();
+}
+
 void TcpStream::shutdown_write() {
     if (impl_->closing) {
         return;

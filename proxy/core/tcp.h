@@ -117,6 +117,9 @@ class TcpStream {
     void close(CloseMode mode);
     /// True once close() was called or the stream closed itself after a failure.
     bool closing() const noexcept;
+    /// True while the stream's transform (TLS) has not completed its handshake: nothing the
+    /// owner writes can reach the peer yet. False for a stream without a transform.
+    bool handshaking() const noexcept;
 
     /// "ip:port" of the peer, or "" when unknown.
     std::string peer_address() const;

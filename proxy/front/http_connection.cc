@@ -247,6 +247,18 @@ void HttpConnection::on_header_timeout() {
                       "message timeout");
         return;
     }
+    if (stream_->handshaking()) {
+        // The TLS handshake did not complete within header_timeout: no answer can reach the
+        // client, so close, and count it as a failed handshake (not as a 408 never sent).
+        context_.metrics().inc("wsbridge_tls_handshake_failures_total",
+                               {{"side", "client"}, {"reason", "timeout"}});
+        core::log_limited(core::LogLevel::Info, "tls_handshake_failed",
+                          {{"side", "client"}, {"client", stream_->peer_address()},
+                           {"reason", "timeout"},
+                           {"detail", "handshake not complete within header_timeout"}});
+        end();
+        return;
+    }
     if (parser_.started() || requests_ == 0) {
         respond_error(408, "header_timeout",
                       "The request head was not complete within header_timeout.", true,

@@ -36,7 +36,7 @@ class Transform final : public core::StreamTransform {
     void on_close(std::string& wire) override;
 
     /// True once the handshake completed.
-    bool established() const noexcept { return established_; }
+    bool ready() const noexcept override { return established_; }
 
   private:
     /// Runs the handshake as far as the input allows; an error on failure.

@@ -619,11 +619,20 @@ describe('TLS listeners', { skip }, () => {
     });
 
     test('a truncated ClientHello held open is closed by header_timeout (no answer, FIN)', { timeout: T }, async () => {
+      const before = await scrape(adminPort);
       const hello = await captureClientHello();
       const r = await rawTcp(port, [hello.subarray(0, Math.floor(hello.length / 2))], { ms: 5000 });
       assertCleanClose(r, { withinMs: HEADER_TIMEOUT_MS + 700, what: 'half a ClientHello' });
       assert.ok(r.endedAt >= HEADER_TIMEOUT_MS - 100, `closed after ${r.endedAt} ms, before header_timeout`);
       assert.equal(r.bytes.length, 0, 'no bytes (the 408 cannot be sent before a handshake)');
+      // Counted as a handshake that timed out, not as a 408 that was never sent.
+      const labels = { side: 'client', reason: 'timeout' };
+      const after = await scrape(adminPort);
+      assert.equal(metricSum(after, 'wsbridge_tls_handshake_failures_total', labels) -
+        metricSum(before, 'wsbridge_tls_handshake_failures_total', labels), 1);
+      assert.equal(metricSum(after, 'wsbridge_rejections_total', { reason: 'header_timeout' }) -
+        metricSum(before, 'wsbridge_rejections_total', { reason: 'header_timeout' }), 0);
+      await proxy.waitForLog(/event=tls_handshake_failed side=client .*reason=timeout/);
     });
 
     test('a handshake dripped slower than header_timeout is cut at header_timeout', { timeout: T }, async () => {
