@@ -8,14 +8,14 @@
 // The connection opened here is a part of its caller (loop.h rule 3): the relay or session
 // holds the returned unique_ptr, and destroying that closes the connection.
 
+#include "proxy/backend/backend_connection.h"
+#include "proxy/http/message.h"
+
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
-
-#include "proxy/backend/backend_connection.h"
-#include "proxy/http/message.h"
 
 namespace proxy {
 
@@ -23,10 +23,10 @@ struct RouteRuntime;
 
 /// The parts of a client's request that reach its backend. Views; used only during the call.
 struct BridgeRequest {
-    const http::Request& request;          ///< the client's request (target, Host, headers)
-    std::span<const std::string> protocols;  ///< subprotocols the client offered, in order
-    std::string_view client_ip;            ///< X-Forwarded-For
-    std::string_view scheme;               ///< X-Forwarded-Proto: "http" or "https"
+    const http::Request& request;           ///< the client's request (target, Host, headers)
+    std::span<const std::string> protocols; ///< subprotocols the client offered, in order
+    std::string_view client_ip;             ///< X-Forwarded-For
+    std::string_view scheme;                ///< X-Forwarded-Proto: "http" or "https"
 };
 
 /// The handshake target for `client` on `route`: the route's resolved backend address and
@@ -46,7 +46,7 @@ std::unique_ptr<BackendConnection> open_backend(Context& context, const RouteRun
 /// The close a client gets when its backend went away without a Close frame.
 struct BackendLoss {
     std::uint16_t code = 0;
-    std::string_view reason;  ///< a static string
+    std::string_view reason; ///< a static string
 };
 
 /// Maps on_backend_gone's `error` to the client's close (SPEC §5): a clean EOF or an I/O error

@@ -9,10 +9,10 @@
 // Calls come from the stream, synchronously, on its loop thread. Output is appended to the
 // string arguments (never replaced), which the stream owns and reuses.
 
+#include "proxy/core/result.h"
+
 #include <span>
 #include <string>
-
-#include "proxy/core/result.h"
 
 namespace proxy::core {
 

@@ -1,28 +1,16 @@
 #include "proxy/tls/client_context.h"
 
+#include "proxy/tls/errors.h"
+#include "proxy/tls/transform.h"
+
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "proxy/tls/transform.h"
-
 namespace proxy::tls {
 
 namespace {
-
-std::string reasons() {
-    std::string out;
-    while (const unsigned long e = ERR_get_error()) {
-        if (!out.empty()) {
-            out.append("; ");
-        }
-        char buf[256];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        out.append(buf);
-    }
-    return out;
-}
 
 // Keeps the newest session of the backend, to resume it on the next connection (RFC 8446 §2.2,
 // RFC 5077). Returns 1: the context took a reference.
@@ -34,7 +22,8 @@ int remember_session(SSL* ssl, SSL_SESSION* session) {
 
 bool is_ip_literal(const std::string& name) {
     unsigned char buf[16];
-    return inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
+    return inet_pton(AF_INET, name.c_str(), buf) == 1 ||
+           inet_pton(AF_INET6, name.c_str(), buf) == 1;
 }
 
 } // namespace
@@ -45,11 +34,13 @@ core::Result<std::unique_ptr<ClientContext>> ClientContext::create(const ClientO
     self->options_ = options;
     SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == nullptr) {
-        return core::fail(core::Code::Internal, core::Side::Internal, "SSL_CTX_new: " + reasons());
+        return core::fail(core::Code::Internal, core::Side::Internal,
+                          "SSL_CTX_new: " + openssl_reasons());
     }
     self->ctx_ = ctx;
     auto fail = [](std::string why) {
-        return core::fail(core::Code::Config, core::Side::Config, std::move(why) + reasons());
+        return core::fail(core::Code::Config, core::Side::Config,
+                          std::move(why) + openssl_reasons());
     };
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
@@ -60,13 +51,14 @@ core::Result<std::unique_ptr<ClientContext>> ClientContext::create(const ClientO
     static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
     SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn));
     if (options.verify) {
-        const int loaded = options.ca_file.empty()
-                               ? SSL_CTX_set_default_verify_paths(ctx)
-                               : SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr);
+        const int loaded =
+            options.ca_file.empty()
+                ? SSL_CTX_set_default_verify_paths(ctx)
+                : SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr);
         if (loaded != 1) {
-            return fail("backend_tls.ca " +
-                        (options.ca_file.empty() ? std::string("(system store)") : options.ca_file) +
-                        ": ");
+            return fail(
+                "backend_tls.ca " +
+                (options.ca_file.empty() ? std::string("(system store)") : options.ca_file) + ": ");
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
     } else {

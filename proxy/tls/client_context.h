@@ -9,12 +9,12 @@
 // verify failed: certificate has expired"), which reaches the stream's owner as
 // on_read_end(Code::Tls).
 
-#include <memory>
-#include <string>
-
 #include "proxy/core/result.h"
 #include "proxy/core/stream_transform.h"
 #include "proxy/tls/server_context.h"
+
+#include <memory>
+#include <string>
 
 struct ssl_ctx_st;
 struct ssl_session_st;
@@ -23,9 +23,9 @@ namespace proxy::tls {
 
 /// How to reach one backend.
 struct ClientOptions {
-    std::string ca_file;      ///< PEM bundle to trust; "" = the system CA store
-    std::string server_name;  ///< SNI and the name verified (a DNS name or an IP literal)
-    std::string cert_file;    ///< client certificate presented to the backend, or ""
+    std::string ca_file;     ///< PEM bundle to trust; "" = the system CA store
+    std::string server_name; ///< SNI and the name verified (a DNS name or an IP literal)
+    std::string cert_file;   ///< client certificate presented to the backend, or ""
     std::string key_file;
     bool verify = true;
 };

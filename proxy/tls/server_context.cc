@@ -1,33 +1,20 @@
 #include "proxy/tls/server_context.h"
 
+#include "proxy/tls/errors.h"
+#include "proxy/tls/transform.h"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-
-#include "proxy/tls/transform.h"
 
 namespace proxy::tls {
 
 namespace {
 
 /// TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3 suites all qualify).
-constexpr const char* kTls12Ciphers =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-
-std::string reasons() {
-    std::string out;
-    while (const unsigned long e = ERR_get_error()) {
-        if (!out.empty()) {
-            out.append("; ");
-        }
-        char buf[256];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        out.append(buf);
-    }
-    return out;
-}
+constexpr const char* kTls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 // ALPN (RFC 7301): select http/1.1 when offered; otherwise select nothing and go on, as nginx
 // does, rather than fail clients that offer only protocols this version does not speak.
@@ -39,8 +26,7 @@ int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
         if (i + 1 + len > inlen) {
             break;
         }
-        if (len == sizeof(kHttp11) &&
-            std::equal(kHttp11, kHttp11 + sizeof(kHttp11), in + i + 1)) {
+        if (len == sizeof(kHttp11) && std::equal(kHttp11, kHttp11 + sizeof(kHttp11), in + i + 1)) {
             *out = in + i + 1;
             *outlen = static_cast<unsigned char>(len);
             return SSL_TLSEXT_ERR_OK;
@@ -67,11 +53,13 @@ core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerO
     ERR_clear_error();
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == nullptr) {
-        return core::fail(core::Code::Internal, core::Side::Internal, "SSL_CTX_new: " + reasons());
+        return core::fail(core::Code::Internal, core::Side::Internal,
+                          "SSL_CTX_new: " + openssl_reasons());
     }
     auto fail = [ctx](std::string why) {
         SSL_CTX_free(ctx);
-        return core::fail(core::Code::Config, core::Side::Config, std::move(why) + reasons());
+        return core::fail(core::Code::Config, core::Side::Config,
+                          std::move(why) + openssl_reasons());
     };
     SSL_CTX_set_min_proto_version(ctx, options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
@@ -91,8 +79,8 @@ core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerO
         return fail("TLS key " + files.key_file + ": ");
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        return fail("TLS key " + files.key_file + " does not match certificate " +
-                    files.cert_file + ": ");
+        return fail("TLS key " + files.key_file + " does not match certificate " + files.cert_file +
+                    ": ");
     }
     if (!options.client_ca.empty()) {
         // Client certificates (mutual TLS): required, and signed by this CA bundle.

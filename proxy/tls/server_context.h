@@ -13,14 +13,14 @@
 //
 // Only proxy/tls/ includes <openssl/*> (STYLE §1).
 
+#include "proxy/core/result.h"
+#include "proxy/core/stream_transform.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "proxy/core/result.h"
-#include "proxy/core/stream_transform.h"
 
 struct ssl_ctx_st;
 
@@ -28,8 +28,8 @@ namespace proxy::tls {
 
 /// One certificate chain and its key (PEM files).
 struct CertificateFiles {
-    std::string cert_file;  ///< PEM certificate chain (leaf first)
-    std::string key_file;   ///< PEM private key of the leaf
+    std::string cert_file; ///< PEM certificate chain (leaf first)
+    std::string key_file;  ///< PEM private key of the leaf
 };
 
 /// What a TLS listener serves.
@@ -37,8 +37,8 @@ struct ServerOptions {
     /// Chosen by SNI: the first whose names (SAN, RFC 6125 matching with wildcards) cover the
     /// requested name; the first is the default (no SNI, or no match). At least one.
     std::vector<CertificateFiles> certificates;
-    bool tls13_only = false;  ///< min_version 1.3 (default minimum: 1.2)
-    std::string client_ca;    ///< PEM CA bundle: when set, a client certificate it signed is required
+    bool tls13_only = false; ///< min_version 1.3 (default minimum: 1.2)
+    std::string client_ca; ///< PEM CA bundle: when set, a client certificate it signed is required
 };
 
 /// Told of every handshake a context's transforms finish (metrics and logs, in the caller's
@@ -76,7 +76,7 @@ class ServerContext {
   private:
     ServerContext() = default;
 
-    std::vector<ssl_ctx_st*> contexts_;  ///< one per certificate; [0] is the default
+    std::vector<ssl_ctx_st*> contexts_; ///< one per certificate; [0] is the default
     HandshakeObserver* observer_ = nullptr;
 };
 

@@ -1,13 +1,14 @@
 #include "proxy/tls/transform.h"
 
+#include "proxy/tls/errors.h"
+#include "proxy/tls/server_context.h"
+
 #include <array>
 #include <climits>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-
-#include "proxy/tls/server_context.h"
 
 namespace proxy::tls {
 
@@ -19,20 +20,6 @@ namespace {
 
 /// Largest plaintext read per SSL_read call (one TLS record carries at most 16 KiB).
 constexpr int kReadChunk = 16 * 1024;
-
-/// OpenSSL's queued error reasons, oldest first, for a log line; empties the queue.
-std::string reasons() {
-    std::string out;
-    while (const unsigned long e = ERR_get_error()) {
-        if (!out.empty()) {
-            out.append("; ");
-        }
-        char buf[256];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        out.append(buf);
-    }
-    return out;
-}
 
 } // namespace
 
@@ -46,13 +33,11 @@ Transform::Transform(ssl_st* ssl, HandshakeObserver* observer) noexcept
     SSL_set_bio(ssl_, in, out);
 }
 
-Transform::~Transform() {
-    SSL_free(ssl_);
-}
+Transform::~Transform() { SSL_free(ssl_); }
 
 Error Transform::failure(std::string_view what, int ssl_error) {
     failed_ = true;
-    std::string why = reasons();
+    std::string why = openssl_reasons();
     if (why.empty()) {
         why = "SSL error " + std::to_string(ssl_error);
     }
@@ -75,9 +60,7 @@ void Transform::drain(std::string& wire) {
     wire.resize(at + (n > 0 ? static_cast<std::size_t>(n) : 0));
 }
 
-core::Result<void> Transform::on_connected(std::string& wire) {
-    return handshake(wire);
-}
+core::Result<void> Transform::on_connected(std::string& wire) { return handshake(wire); }
 
 core::Result<void> Transform::handshake(std::string& wire) {
     ERR_clear_error();
@@ -100,7 +83,7 @@ core::Result<void> Transform::handshake(std::string& wire) {
         return {};
     }
     const int err = SSL_get_error(ssl_, r);
-    drain(wire);  // handshake messages, or the alert that ends a failed handshake
+    drain(wire); // handshake messages, or the alert that ends a failed handshake
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
         return {};
     }
@@ -108,7 +91,7 @@ core::Result<void> Transform::handshake(std::string& wire) {
     const char* reason = first != 0 ? ERR_reason_error_string(first) : nullptr;
     Error e = failure("handshake failed", err);
     if (observer_ != nullptr) {
-        observer_->on_handshake_failed(reason != nullptr ? reason
+        observer_->on_handshake_failed(reason != nullptr          ? reason
                                        : err == SSL_ERROR_SYSCALL ? "connection closed"
                                                                   : "unknown",
                                        e.context);
@@ -143,7 +126,7 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
             continue;
         }
         const int err = SSL_get_error(ssl_, n);
-        drain(wire);  // key updates, session tickets, alerts
+        drain(wire); // key updates, session tickets, alerts
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
             return {};
         }
@@ -187,7 +170,7 @@ void Transform::on_close(std::string& wire) {
         return;
     }
     ERR_clear_error();
-    SSL_shutdown(ssl_);  // sends close_notify; the peer's answer is not awaited
+    SSL_shutdown(ssl_); // sends close_notify; the peer's answer is not awaited
     drain(wire);
 }
 

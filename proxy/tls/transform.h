@@ -7,11 +7,11 @@
 // are held and encrypted once it has. A handshake or record failure is returned with OpenSSL's
 // reason, after the alert it produced was appended to the wire output.
 
+#include "proxy/core/stream_transform.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include "proxy/core/stream_transform.h"
 
 struct ssl_st;
 
@@ -50,7 +50,7 @@ class Transform final : public core::StreamTransform {
 
     ssl_st* ssl_;
     HandshakeObserver* observer_;
-    std::string held_;       ///< plain bytes written before the handshake completed
+    std::string held_; ///< plain bytes written before the handshake completed
     bool established_ = false;
     bool failed_ = false;
 };
