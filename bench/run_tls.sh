@@ -223,11 +223,12 @@ write_nginx_config() {
 daemon off;
 master_process off;
 worker_processes 1;
-worker_rlimit_nofile $((MAXCONN + 64));
+worker_rlimit_nofile $(($(ulimit -n) < 4 * MAXCONN ? $(ulimit -n) : 4 * MAXCONN));
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events {
-    worker_connections $MAXCONN;
+    # nginx starts reusing (closing) connections once fewer than 1/16 are free: headroom.
+    worker_connections $((2 * MAXCONN));
 }
 http {
     access_log off;
