@@ -2,19 +2,29 @@
 //
 //   loadgen echo --url ws://127.0.0.1:PORT/echo [--connections 100] [--size 64]
 //                [--duration 10s] [--warmup 2s] [--pipeline 1]
-//   loadgen idle --url ws://127.0.0.1:PORT/echo [--connections 8000] [--hold 10s]
+//   loadgen idle --url ws://127.0.0.1:PORT/echo [--connections 8000] [--hold 10s] [--echo 0|1]
+//   loadgen handshake --url wss://127.0.0.1:PORT/ [--connections 4] [--duration 10s]
+//                [--warmup 2s] [--resume 0|1]
+//   wss:// URLs: [--tls-ciphersuites TLS_AES_128_GCM_SHA256] [--tls-groups X25519]
 //
 // One process, one libuv loop. Echo mode keeps `pipeline` messages in flight per connection
 // (closed loop: each echo releases the next send), checks every echoed byte against what was
 // sent and prints one JSON line with throughput and round-trip latency quantiles. Idle mode
-// opens connections, prints "all N open", holds them, closes them and prints JSON.
+// opens connections (with --echo 1, each then echoes one message), prints "all N open", holds
+// them, closes them and prints JSON. Handshake mode (wss:// only) keeps `connections` TLS
+// handshakes in flight, each connection closing (close_notify, FIN) right after its handshake,
+// and prints handshakes per second; with --resume 1 every connection offers the latest session
+// ticket (TLS 1.3 PSK resumption).
 // Everything is bounded: connection counts, message sizes, and every phase has a deadline.
 
 #include "bench/support/histogram.h"
 #include "bench/support/run.h"
+#include "bench/support/tls.h"
 #include "bench/support/ws_client.h"
 
 #include <algorithm>
+#include <array>
+#include <map>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +55,9 @@ struct Options {
     std::size_t concurrency = 500;          ///< connections opening at once
     std::uint64_t open_timeout_ms = 60'000; ///< deadline for opening all connections
     std::uint64_t close_timeout_ms = 10'000;
+    bool echo_once = false; ///< idle: each connection echoes one message before the hold
+    bool resume = false;    ///< handshake: offer the latest session ticket
+    bench::TlsOptions tls;
 };
 
 constexpr std::size_t kMaxConnections = 50'000;
@@ -57,7 +70,11 @@ void usage() {
     std::fputs("usage: loadgen echo --url ws://127.0.0.1:PORT/PATH [--connections N] [--size B]\n"
                "                    [--duration 10s] [--warmup 2s] [--pipeline K]\n"
                "       loadgen idle --url ws://127.0.0.1:PORT/PATH [--connections N] [--hold 10s]\n"
-               "common: [--concurrency 500] [--open-timeout 60s] [--close-timeout 10s]\n",
+               "                    [--echo 0|1]\n"
+               "       loadgen handshake --url wss://127.0.0.1:PORT/ [--connections 4]\n"
+               "                    [--duration 10s] [--warmup 2s] [--resume 0|1]\n"
+               "common: [--concurrency 500] [--open-timeout 60s] [--close-timeout 10s]\n"
+               "wss://: [--tls-ciphersuites TLS_AES_128_GCM_SHA256] [--tls-groups X25519]\n",
                stderr);
 }
 
@@ -110,7 +127,7 @@ std::optional<Options> parse_args(int argc, char** argv) {
     }
     Options o;
     o.mode = argv[1];
-    if (o.mode != "echo" && o.mode != "idle") {
+    if (o.mode != "echo" && o.mode != "idle" && o.mode != "handshake") {
         return std::nullopt;
     }
     for (int i = 2; i < argc; i += 2) {
@@ -141,6 +158,13 @@ std::optional<Options> parse_args(int argc, char** argv) {
             ok = (ms = parse_duration_ms(value)).has_value() && ((o.hold_ms = *ms), true);
         } else if (key == "--open-timeout") {
             ok = (ms = parse_duration_ms(value)) && *ms > 0 && (o.open_timeout_ms = *ms);
+        } else if (key == "--echo" || key == "--resume") {
+            ok = value == "0" || value == "1";
+            (key == "--echo" ? o.echo_once : o.resume) = value == "1";
+        } else if (key == "--tls-ciphersuites") {
+            o.tls.ciphersuites = value;
+        } else if (key == "--tls-groups") {
+            o.tls.groups = value;
         } else if (key == "--close-timeout") {
             ok = (ms = parse_duration_ms(value)) && *ms > 0 && (o.close_timeout_ms = *ms);
         } else {
@@ -157,7 +181,7 @@ std::optional<Options> parse_args(int argc, char** argv) {
         return std::nullopt;
     }
     if (o.connections == 0) {
-        o.connections = o.mode == "echo" ? 100 : 8000;
+        o.connections = o.mode == "echo" ? 100 : o.mode == "idle" ? 8000 : 4;
     }
     return o;
 }
@@ -224,6 +248,9 @@ class EchoRun final : public bench::Run {
                     us(0.90), us(0.99), us(0.999), static_cast<double>(histogram_.max()) / 1000.0,
                     static_cast<unsigned long long>(sent_),
                     static_cast<unsigned long long>(received_));
+        if (!conns_.empty() && !conns_[0]->tls_cipher().empty()) {
+            std::printf(",\"tls_cipher\":\"%s\"", conns_[0]->tls_cipher().c_str());
+        }
         print_errors_json();
         std::printf("}\n");
         std::fflush(stdout);
@@ -385,7 +412,8 @@ class EchoRun final : public bench::Run {
 class IdleRun final : public bench::Run {
   public:
     IdleRun(uv_loop_t* loop, const Options& options, const bench::Target& target)
-        : Run(loop, run_options(options), target), hold_ms_(options.hold_ms) {}
+        : Run(loop, run_options(options), target), hold_ms_(options.hold_ms),
+          echo_once_(options.echo_once), awaiting_(options.connections, false) {}
 
     void print_json() const {
         const double open_s = open_end_ns_ > 0 ? seconds_between(open_begin_ns_, open_end_ns_) : 0;
@@ -393,6 +421,12 @@ class IdleRun final : public bench::Run {
         std::printf("{\"mode\":\"idle\",\"connections\":%zu,\"opened\":%zu,\"held\":%zu,"
                     "\"open_seconds\":%.3f,\"hold_seconds\":%.3f",
                     options_.connections, opened_, held_, open_s, hold_s);
+        if (echo_once_) {
+            std::printf(",\"echoed\":%zu", echoed_);
+        }
+        if (!conns_.empty() && !conns_[0]->tls_cipher().empty()) {
+            std::printf(",\"tls_cipher\":\"%s\"", conns_[0]->tls_cipher().c_str());
+        }
         print_errors_json();
         std::printf("}\n");
         std::fflush(stdout);
@@ -400,7 +434,43 @@ class IdleRun final : public bench::Run {
 
   private:
     void on_all_opened() override {
-        if (opened_ == options_.connections && error_count() == 0) {
+        if (!echo_once_) {
+            begin_hold();
+            return;
+        }
+        // One echo per connection (the proxy allocates what a message needs), then the hold.
+        phase_ = Phase::Warmup;
+        static const std::array<std::byte, 64> kMessage{};
+        for (auto& conn : conns_) {
+            if (conn->state() == ClientConn::State::Open &&
+                conn->send(ws::Opcode::Binary, kMessage)) {
+                awaiting_[conn->id()] = true;
+                ++pending_;
+            }
+        }
+        if (pending_ == 0) {
+            begin_hold();
+        } else {
+            arm(options_.open_timeout_ms);
+        }
+    }
+
+    void echoed(ClientConn& conn) {
+        if (!awaiting_[conn.id()]) {
+            return;
+        }
+        awaiting_[conn.id()] = false;
+        --pending_;
+        if (pending_ == 0 && phase_ == Phase::Warmup) {
+            begin_hold();
+        }
+    }
+
+    void on_conn_closed(ClientConn& conn, Outcome) override { echoed(conn); }
+
+    void begin_hold() {
+        if (opened_ == options_.connections && error_count() == 0 &&
+            (!echo_once_ || echoed_ == opened_)) {
             std::printf("all %zu open\n", opened_);
         } else {
             std::printf("opened %zu of %zu, %llu errors\n", opened_, options_.connections,
@@ -418,17 +488,218 @@ class IdleRun final : public bench::Run {
         close_all();
     }
 
-    void on_phase_timer() override { end_hold(); }
+    void on_phase_timer() override {
+        if (phase_ == Phase::Warmup) {
+            count_error("echo_timeout", pending_);
+            begin_hold();
+        } else {
+            end_hold();
+        }
+    }
     void on_stop_requested() override { end_hold(); }
     void on_data(ClientConn&, std::span<const std::byte>) override {}
     void on_message_end(ClientConn& conn) override {
-        conn.abort(Outcome::Aborted, "unexpected_message"); // nobody sends to idle clients
+        if (!awaiting_[conn.id()]) {
+            conn.abort(Outcome::Aborted, "unexpected_message"); // nobody else sends to idle clients
+            return;
+        }
+        ++echoed_;
+        echoed(conn);
     }
 
     std::uint64_t hold_ms_;
+    bool echo_once_;
+    std::vector<bool> awaiting_; ///< by connection id: its one echo is due
+    std::size_t pending_ = 0;
+    std::size_t echoed_ = 0;
     std::size_t held_ = 0;
     std::uint64_t hold_begin_ns_ = 0;
     std::uint64_t hold_end_ns_ = 0;
+};
+
+/// TLS handshakes back to back: `connections` in flight, each closing right after its handshake
+/// (close_notify and FIN, then reading the session tickets until the server's EOF) and replaced
+/// at once by a new one. Counts completed handshakes, and resumed ones, in the measurement
+/// window; latency is from the TCP connect to the completed handshake.
+class HandshakeRun final : public bench::ClientHandler {
+  public:
+    HandshakeRun(uv_loop_t* loop, const Options& options, const bench::Target& target)
+        : loop_(loop), options_(options), target_(target), slots_(options.connections) {}
+
+    void start() {
+        uv_timer_init(loop_, &timer_);
+        timer_.data = this;
+        uv_signal_init(loop_, &sigint_);
+        sigint_.data = this;
+        uv_signal_start(&sigint_, on_signal_cb, SIGINT);
+        uv_unref(reinterpret_cast<uv_handle_t*>(&sigint_));
+        running_ = true;
+        for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+            launch(slot);
+        }
+        if (options_.warmup_ms > 0) {
+            phase_ = Phase::Warmup;
+            uv_timer_start(&timer_, on_timer_cb, options_.warmup_ms, 0);
+        } else {
+            begin_measure();
+        }
+    }
+
+    void close_handles() {
+        uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    }
+
+    [[nodiscard]] std::uint64_t error_count() const {
+        std::uint64_t n = 0;
+        for (const auto& [kind, count] : errors_) {
+            n += count;
+        }
+        return n;
+    }
+
+    void print_json() const {
+        const double seconds = end_ns_ > begin_ns_ ? seconds_between(begin_ns_, end_ns_) : 0.0;
+        const auto us = [this](double q) {
+            return static_cast<double>(histogram_.quantile(q)) / 1000.0;
+        };
+        std::printf("{\"mode\":\"handshake\",\"connections\":%zu,\"resume\":%d,"
+                    "\"handshakes\":%llu,\"resumed\":%llu,\"seconds\":%.3f,"
+                    "\"handshakes_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                    "\"tickets\":%llu,\"tls_cipher\":\"%s\",\"errors\":%llu,\"error_kinds\":{",
+                    options_.connections, options_.resume ? 1 : 0,
+                    static_cast<unsigned long long>(done_),
+                    static_cast<unsigned long long>(resumed_), seconds,
+                    seconds > 0 ? static_cast<double>(done_) / seconds : 0.0, us(0.5), us(0.99),
+                    target_.tls->tickets(), cipher_.c_str(),
+                    static_cast<unsigned long long>(error_count()));
+        bool first = true;
+        for (const auto& [kind, count] : errors_) {
+            std::printf("%s\"%s\":%llu", first ? "" : ",", kind.c_str(),
+                        static_cast<unsigned long long>(count));
+            first = false;
+        }
+        std::printf("}}\n");
+        std::fflush(stdout);
+    }
+
+  private:
+    enum class Phase : std::uint8_t { Warmup, Measuring, Draining };
+
+    static void on_timer_cb(uv_timer_t* timer) noexcept {
+        static_cast<HandshakeRun*>(timer->data)->on_timer();
+    }
+    static void on_signal_cb(uv_signal_t* sig, int) noexcept {
+        static_cast<HandshakeRun*>(sig->data)->end_measure();
+    }
+
+    void launch(std::size_t slot) {
+        auto conn = std::make_unique<ClientConn>(loop_, target_, *this, slot, 1024);
+        conn->set_handshake_only();
+        if (auto r = conn->start(); !r) {
+            ++errors_["start_" + r.error().context];
+            graveyard_.push_back(std::move(conn)); // closes on the loop; no callback
+            return;
+        }
+        slots_[slot] = std::move(conn);
+        ++live_;
+    }
+
+    void begin_measure() {
+        phase_ = Phase::Measuring;
+        done_ = 0;
+        resumed_ = 0;
+        histogram_.reset();
+        begin_ns_ = uv_hrtime();
+        uv_timer_start(&timer_, on_timer_cb, options_.duration_ms, 0);
+    }
+
+    void end_measure() {
+        if (phase_ == Phase::Draining) {
+            return;
+        }
+        if (phase_ == Phase::Measuring) {
+            end_ns_ = uv_hrtime();
+        }
+        phase_ = Phase::Draining;
+        running_ = false;
+        uv_signal_stop(&sigint_);
+        if (live_ == 0) {
+            uv_timer_stop(&timer_);
+        } else {
+            uv_timer_start(&timer_, on_timer_cb, options_.close_timeout_ms, 0);
+        }
+    }
+
+    void on_timer() {
+        if (phase_ == Phase::Warmup) {
+            begin_measure();
+        } else if (phase_ == Phase::Measuring) {
+            end_measure();
+        } else {
+            for (auto& conn : slots_) {
+                if (conn && conn->state() != ClientConn::State::Closed) {
+                    conn->abort(Outcome::Aborted, "close_timeout");
+                }
+            }
+        }
+    }
+
+    void on_open(ClientConn&) override {}
+    void on_data(ClientConn&, std::span<const std::byte>) override {}
+    void on_message_end(ClientConn&) override {}
+
+    void on_closed(ClientConn& conn, Outcome outcome, std::string_view detail) override {
+        graveyard_.clear(); // earlier connections, past their last callback
+        const std::size_t slot = conn.id();
+        --live_;
+        if (outcome == Outcome::Clean && conn.tls_established()) {
+            if (phase_ == Phase::Measuring) {
+                ++done_;
+                resumed_ += conn.tls_resumed() ? 1 : 0;
+                histogram_.record(conn.tls_handshake_ns());
+            }
+            if (cipher_.empty()) {
+                cipher_ = conn.tls_cipher();
+            }
+        } else if (phase_ != Phase::Draining || outcome != Outcome::Aborted) {
+            std::string kind(bench::to_string(outcome));
+            if (outcome == Outcome::Aborted && !detail.empty()) {
+                kind = detail;
+            }
+            if (reported_ < 5) {
+                ++reported_;
+                std::fprintf(stderr, "loadgen: handshake connection %zu: %s %.*s\n", slot,
+                             kind.c_str(), static_cast<int>(detail.size()), detail.data());
+            }
+            ++errors_[kind];
+        }
+        graveyard_.push_back(std::move(slots_[slot])); // still inside its callback
+        if (running_) {
+            launch(slot);
+        } else if (live_ == 0) {
+            uv_timer_stop(&timer_);
+        }
+    }
+
+    uv_loop_t* loop_;
+    const Options& options_;
+    const bench::Target& target_;
+    std::vector<std::unique_ptr<ClientConn>> slots_;
+    std::vector<std::unique_ptr<ClientConn>> graveyard_;
+    uv_timer_t timer_{};
+    uv_signal_t sigint_{};
+    Phase phase_ = Phase::Warmup;
+    bool running_ = false;
+    std::size_t live_ = 0;
+    std::uint64_t done_ = 0;
+    std::uint64_t resumed_ = 0;
+    std::uint64_t begin_ns_ = 0;
+    std::uint64_t end_ns_ = 0;
+    bench::Histogram histogram_;
+    std::string cipher_;
+    std::map<std::string, std::uint64_t> errors_;
+    int reported_ = 0;
 };
 
 template <class R> int run_mode(const Options& options, const bench::Target& target) {
@@ -454,7 +725,7 @@ template <class R> int run_mode(const Options& options, const bench::Target& tar
 } // namespace
 
 int main(int argc, char** argv) {
-    const auto options = parse_args(argc, argv);
+    auto options = parse_args(argc, argv);
     if (!options) {
         usage();
         return 2;
@@ -462,6 +733,20 @@ int main(int argc, char** argv) {
     auto target = bench::parse_url(options->url);
     if (!target) {
         std::fprintf(stderr, "loadgen: %s\n", target.error().context.c_str());
+        return 2;
+    }
+    std::unique_ptr<bench::TlsClientContext> tls;
+    if (target->wss) {
+        options->tls.resume = options->resume;
+        auto created = bench::TlsClientContext::create(options->tls);
+        if (!created) {
+            std::fprintf(stderr, "loadgen: %s\n", created.error().context.c_str());
+            return 2;
+        }
+        tls = std::move(*created);
+        target->tls = tls.get();
+    } else if (options->mode == "handshake") {
+        std::fputs("loadgen: handshake mode needs a wss:// url\n", stderr);
         return 2;
     }
     std::signal(SIGPIPE, SIG_IGN); // a peer reset must surface as EPIPE, not kill us
@@ -473,6 +758,9 @@ int main(int argc, char** argv) {
     }
     if (options->mode == "echo") {
         return run_mode<EchoRun>(*options, *target);
+    }
+    if (options->mode == "handshake") {
+        return run_mode<HandshakeRun>(*options, *target);
     }
     return run_mode<IdleRun>(*options, *target);
 }

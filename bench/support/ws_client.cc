@@ -4,7 +4,12 @@
 #include "proxy/core/crypto.h"
 #include "proxy/ws/handshake.h"
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <algorithm>
+#include <climits>
 #include <array>
 #include <cctype>
 #include <cstdio>
@@ -29,6 +34,9 @@ std::array<char, std::size_t{64} * 1024> read_buffer;
 // Frames are assembled here; whatever the kernel does not take at once is copied into a
 // WriteReq.
 std::vector<std::byte> frame_scratch;
+// wss://: decrypted bytes of one read, and encrypted bytes on their way to the socket.
+std::array<std::byte, std::size_t{64} * 1024> plain_buffer;
+std::vector<std::byte> wire_scratch;
 proxy::core::MaskSource mask_source;
 
 /// A queued write: owns its bytes until the write callback, then deletes itself.
@@ -73,11 +81,11 @@ bool has_token(std::string_view list, std::string_view token) {
 } // namespace
 
 proxy::core::Result<Target> parse_url(std::string_view url) {
-    constexpr std::string_view kScheme = "ws://";
-    if (url.substr(0, kScheme.size()) != kScheme) {
-        return proxy::core::fail(Code::Config, Side::Config, "url must start with ws://");
+    const bool wss = url.substr(0, 6) == "wss://";
+    if (!wss && url.substr(0, 5) != "ws://") {
+        return proxy::core::fail(Code::Config, Side::Config, "url must start with ws:// or wss://");
     }
-    url.remove_prefix(kScheme.size());
+    url.remove_prefix(wss ? 6 : 5);
     const std::size_t slash = url.find('/');
     const std::string_view authority = url.substr(0, slash);
     const std::string path(slash == std::string_view::npos ? "/" : url.substr(slash));
@@ -102,6 +110,7 @@ proxy::core::Result<Target> parse_url(std::string_view url) {
     }
     target.host = "127.0.0.1:" + port_text;
     target.path = path;
+    target.wss = wss;
     return target;
 }
 
@@ -131,6 +140,9 @@ ClientConn::~ClientConn() {
         std::fputs("loadgen: ClientConn destroyed with an open handle\n", stderr);
         std::abort();
     }
+    if (ssl_ != nullptr) {
+        SSL_free(ssl_);
+    }
 }
 
 proxy::core::Result<void> ClientConn::start() {
@@ -143,6 +155,7 @@ proxy::core::Result<void> ClientConn::start() {
         return proxy::core::fail(Code::Io, Side::Internal, uv_err_name(rc));
     }
     handle_open_ = true;
+    started_ns_ = uv_hrtime();
     tcp_.data = this;
     connect_.data = this;
     rc = uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&target_->address),
@@ -173,6 +186,29 @@ void ClientConn::on_connect(int status) {
     }
     uv_tcp_nodelay(&tcp_, 1);
     state_ = State::Handshaking;
+    const int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc_cb, on_read_cb);
+    if (rc != 0) {
+        finish(Outcome::IoError, uv_err_name(rc));
+        return;
+    }
+    if (target_->wss) {
+        ssl_ = target_->tls != nullptr ? target_->tls->new_ssl() : nullptr;
+        if (ssl_ == nullptr) {
+            finish(Outcome::HandshakeError, "tls: no client context");
+            return;
+        }
+        BIO* in = BIO_new(BIO_s_mem());
+        BIO* out = BIO_new(BIO_s_mem());
+        BIO_set_mem_eof_return(in, -1);
+        BIO_set_mem_eof_return(out, -1);
+        SSL_set_bio(ssl_, in, out);
+        on_tls_wire({}); // ClientHello
+        return;
+    }
+    send_upgrade();
+}
+
+void ClientConn::send_upgrade() {
     std::array<std::byte, 16> nonce{};
     proxy::core::random_bytes(nonce);
     const std::string key = proxy::core::base64_encode(nonce);
@@ -181,12 +217,104 @@ void ClientConn::on_connect(int status) {
                                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                 "Sec-WebSocket-Key: " +
                                 key + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    const int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc_cb, on_read_cb);
-    if (rc != 0) {
-        finish(Outcome::IoError, uv_err_name(rc));
+    write_bytes(std::as_bytes(std::span(request)));
+}
+
+void ClientConn::on_tls_wire(std::span<const std::byte> bytes) {
+    BIO* rbio = SSL_get_rbio(ssl_);
+    if (!bytes.empty()) {
+        BIO_write(rbio, bytes.data(), static_cast<int>(bytes.size()));
+    }
+    if (!tls_established_) {
+        ERR_clear_error();
+        const int r = SSL_do_handshake(ssl_);
+        if (r != 1) {
+            const int err = SSL_get_error(ssl_, r);
+            if (!flush_tls()) {
+                return;
+            }
+            if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+                finish(Outcome::HandshakeError, "tls: " + tls_errors());
+            }
+            return;
+        }
+        on_tls_established();
+        if (state_ == State::Closed) {
+            return;
+        }
+    }
+    // Application data, and post-handshake messages (session tickets) consumed on the way.
+    for (;;) {
+        const int n = SSL_read(ssl_, plain_buffer.data(), static_cast<int>(plain_buffer.size()));
+        if (n > 0) {
+            on_plain(std::span(plain_buffer.data(), static_cast<std::size_t>(n)));
+            if (state_ == State::Closed) {
+                return;
+            }
+            continue;
+        }
+        const int err = SSL_get_error(ssl_, n);
+        if (!flush_tls()) {
+            return;
+        }
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ||
+            err == SSL_ERROR_ZERO_RETURN) {
+            return; // close_notify: the server's EOF follows
+        }
+        finish(Outcome::ProtocolError, "tls: " + tls_errors());
         return;
     }
-    write_bytes(std::as_bytes(std::span(request)));
+}
+
+void ClientConn::on_tls_established() {
+    tls_established_ = true;
+    tls_resumed_ = SSL_session_reused(ssl_) != 0;
+    tls_handshake_ns_ = uv_hrtime() - started_ns_;
+    tls_cipher_ = SSL_get_cipher_name(ssl_);
+    if (!handshake_only_) {
+        if (flush_tls()) {
+            send_upgrade();
+        }
+        return;
+    }
+    // Handshake only: close_notify, then FIN; the server's EOF ends the connection (Clean).
+    SSL_shutdown(ssl_);
+    state_ = State::Closing;
+    if (!flush_tls()) {
+        return;
+    }
+    shutdown_.data = this;
+    const int rc = uv_shutdown(&shutdown_, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown_cb);
+    if (rc != 0) {
+        finish(Outcome::IoError, uv_err_name(rc));
+    }
+}
+
+void ClientConn::on_shutdown_cb(uv_shutdown_t*, int) noexcept {}
+
+bool ClientConn::flush_tls() {
+    BIO* out = SSL_get_wbio(ssl_);
+    const auto pending = static_cast<std::size_t>(BIO_ctrl_pending(out));
+    if (pending == 0) {
+        return true;
+    }
+    wire_scratch.resize(pending);
+    const int n = BIO_read(out, wire_scratch.data(), static_cast<int>(pending));
+    if (n <= 0) {
+        return true;
+    }
+    return write_raw(std::span(wire_scratch.data(), static_cast<std::size_t>(n)));
+}
+
+void ClientConn::on_plain(std::span<std::byte> bytes) {
+    if (handshake_only_) {
+        return; // no request was sent: whatever a server says before its EOF is not ours to check
+    }
+    if (state_ == State::Handshaking) {
+        on_handshake_bytes(bytes);
+    } else {
+        feed(bytes);
+    }
 }
 
 void ClientConn::on_alloc_cb(uv_handle_t*, std::size_t, uv_buf_t* buf) noexcept {
@@ -205,7 +333,9 @@ void ClientConn::on_read(ssize_t nread, const uv_buf_t* buf) {
         return;
     }
     if (nread < 0) {
-        if (nread == UV_EOF) {
+        if (handshake_only_ && tls_established_ && nread == UV_EOF) {
+            finish(Outcome::Clean, "");
+        } else if (nread == UV_EOF) {
             finish(Outcome::Eof, "eof");
         } else {
             finish(Outcome::IoError, uv_err_name(static_cast<int>(nread)));
@@ -213,10 +343,10 @@ void ClientConn::on_read(ssize_t nread, const uv_buf_t* buf) {
         return;
     }
     const std::span bytes(reinterpret_cast<std::byte*>(buf->base), static_cast<std::size_t>(nread));
-    if (state_ == State::Handshaking) {
-        on_handshake_bytes(bytes);
+    if (ssl_ != nullptr) {
+        on_tls_wire(bytes);
     } else {
-        feed(bytes);
+        on_plain(bytes);
     }
 }
 
@@ -317,6 +447,20 @@ bool ClientConn::send(ws::Opcode opcode, std::span<const std::byte> payload) {
 }
 
 bool ClientConn::write_bytes(std::span<const std::byte> bytes) {
+    if (ssl_ == nullptr) {
+        return write_raw(bytes);
+    }
+    ERR_clear_error();
+    // A memory BIO grows as needed, so SSL_write takes everything at once.
+    const int r = SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size()));
+    if (r <= 0) {
+        finish(Outcome::IoError, "tls write: " + tls_errors());
+        return false;
+    }
+    return flush_tls();
+}
+
+bool ClientConn::write_raw(std::span<const std::byte> bytes) {
     auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
     std::size_t written = 0;
     // uv_try_write refuses (UV_EAGAIN) while earlier writes are queued, so order is kept.

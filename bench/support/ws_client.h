@@ -10,6 +10,7 @@
 // ClientHandler::on_closed has fired (or until start() failed or was never called). The load
 // generator keeps all connections until the loop has finished.
 
+#include "bench/support/tls.h"
 #include "proxy/core/result.h"
 #include "proxy/ws/decoder.h"
 #include "proxy/ws/frame.h"
@@ -28,11 +29,13 @@ struct Target {
     sockaddr_in address{};
     std::string host; ///< Host header value, e.g. "127.0.0.1:8080"
     std::string path; ///< request target, e.g. "/echo"
+    bool wss = false; ///< the URL said wss://: connections run TLS (`tls` must be set)
+    TlsClientContext* tls = nullptr; ///< the TLS client context for wss:// (owned by the caller)
 };
 
-/// Parses `ws://127.0.0.1:PORT/path` (`localhost` is accepted as 127.0.0.1). Fails with
-/// Code::Config for anything else, including wss:// and non-loopback hosts: the load generator
-/// only ever targets this machine.
+/// Parses `ws://127.0.0.1:PORT/path` or `wss://127.0.0.1:PORT/path` (`localhost` is accepted as
+/// 127.0.0.1). Fails with Code::Config for anything else, including non-loopback hosts: the load
+/// generator only ever targets this machine. For wss:// the caller sets Target::tls.
 proxy::core::Result<Target> parse_url(std::string_view url);
 
 /// How a connection ended. Reported exactly once, by ClientHandler::on_closed.
@@ -94,6 +97,17 @@ class ClientConn final : private proxy::ws::DecoderHandler {
     /// Closes the socket now; on_closed reports `outcome`. No-op when already Closed.
     void abort(Outcome outcome, std::string_view detail);
 
+    /// TLS only (wss://): end the connection right after the TLS handshake instead of sending
+    /// the upgrade: send close_notify and FIN, read (session tickets) until the server's EOF,
+    /// then report Outcome::Clean. Call before start().
+    void set_handshake_only() noexcept { handshake_only_ = true; }
+    [[nodiscard]] bool tls_established() const noexcept { return tls_established_; }
+    [[nodiscard]] bool tls_resumed() const noexcept { return tls_resumed_; }
+    /// Nanoseconds (uv_hrtime) from start() to the completed TLS handshake; 0 before.
+    [[nodiscard]] std::uint64_t tls_handshake_ns() const noexcept { return tls_handshake_ns_; }
+    /// The negotiated TLS cipher suite ("" before the handshake or without TLS).
+    [[nodiscard]] const std::string& tls_cipher() const noexcept { return tls_cipher_; }
+
     [[nodiscard]] State state() const noexcept { return state_; }
     [[nodiscard]] std::size_t id() const noexcept { return id_; }
 
@@ -103,9 +117,16 @@ class ClientConn final : private proxy::ws::DecoderHandler {
     static void on_read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept;
     static void on_write_cb(uv_write_t* req, int status) noexcept;
     static void on_close_cb(uv_handle_t* handle) noexcept;
+    static void on_shutdown_cb(uv_shutdown_t* req, int status) noexcept;
 
     void on_connect(int status);
     void on_read(ssize_t nread, const uv_buf_t* buf);
+    void send_upgrade();
+    void on_plain(std::span<std::byte> bytes);
+    void on_tls_wire(std::span<const std::byte> bytes);
+    void on_tls_established();
+    bool flush_tls();
+    bool write_raw(std::span<const std::byte> bytes);
     void on_handshake_bytes(std::span<const std::byte> bytes);
     [[nodiscard]] std::string_view check_handshake(std::string_view head) const;
     void feed(std::span<std::byte> bytes);
@@ -132,6 +153,14 @@ class ClientConn final : private proxy::ws::DecoderHandler {
     bool notify_closed_ = true; ///< false when start() failed synchronously
     uv_tcp_t tcp_{};
     uv_connect_t connect_{};
+    uv_shutdown_t shutdown_{};
+    ssl_st* ssl_ = nullptr;            ///< wss:// only; freed with the connection
+    bool tls_established_ = false;
+    bool tls_resumed_ = false;
+    bool handshake_only_ = false;
+    std::uint64_t started_ns_ = 0;
+    std::uint64_t tls_handshake_ns_ = 0;
+    std::string tls_cipher_;
     std::string head_;            ///< handshake response bytes until the blank line
     std::string expected_accept_; ///< Sec-WebSocket-Accept the server must send
     std::string detail_;          ///< why the connection ended, for on_closed
