@@ -65,7 +65,11 @@ core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerO
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    // Resumption through stateless tickets only (TLS 1.2 tickets, TLS 1.3 PSK), as nginx's
+    // default: OpenSSL's server-side session cache would hold every session (up to 20,480)
+    // in memory, and with it TLS 1.3 tickets become single-use, so clients that resume in
+    // parallel from one ticket fall back to full handshakes.
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     static constexpr unsigned char kSessionContext[] = "wsbridge";
     SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
