@@ -6,6 +6,7 @@
 #include <array>
 #include <climits>
 #include <openssl/bio.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -23,14 +24,28 @@ constexpr int kReadChunk = 16 * 1024;
 
 } // namespace
 
+namespace {
+
+/// A memory BIO that reports "retry" when empty instead of EOF, so SSL_read waits for more.
+BIO* new_mem_bio() {
+    BIO* bio = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(bio, -1);
+    return bio;
+}
+
+/// True when `bio` is empty but holds more than kKeepBio bytes of buffer.
+bool oversized_and_empty(BIO* bio) {
+    constexpr std::size_t kKeepBio = 4 * 1024;
+    BUF_MEM* mem = nullptr;
+    return BIO_ctrl_pending(bio) == 0 && BIO_get_mem_ptr(bio, &mem) == 1 && mem != nullptr &&
+           mem->max > kKeepBio;
+}
+
+} // namespace
+
 Transform::Transform(ssl_st* ssl, HandshakeObserver* observer) noexcept
     : ssl_(ssl), observer_(observer) {
-    BIO* in = BIO_new(BIO_s_mem());
-    BIO* out = BIO_new(BIO_s_mem());
-    // A memory BIO reports "retry" when empty instead of EOF, so SSL_read waits for more.
-    BIO_set_mem_eof_return(in, -1);
-    BIO_set_mem_eof_return(out, -1);
-    SSL_set_bio(ssl_, in, out);
+    SSL_set_bio(ssl_, new_mem_bio(), new_mem_bio());
 }
 
 Transform::~Transform() { SSL_free(ssl_); }
@@ -46,6 +61,18 @@ Error Transform::failure(std::string_view what, int ssl_error) {
         why.append(" (").append(X509_verify_cert_error_string(verify)).append(")");
     }
     return Error{Code::Tls, Side::Client, std::string(what) + ": " + why};
+}
+
+void Transform::trim() {
+    // A memory BIO keeps the largest buffer it ever needed (the handshake's certificate
+    // chain, a large record). Swap an empty, oversized one for a fresh BIO, so that an idle
+    // connection holds OpenSSL's state and no buffer.
+    if (oversized_and_empty(SSL_get_rbio(ssl_))) {
+        SSL_set0_rbio(ssl_, new_mem_bio());
+    }
+    if (oversized_and_empty(SSL_get_wbio(ssl_))) {
+        SSL_set0_wbio(ssl_, new_mem_bio());
+    }
 }
 
 void Transform::drain(std::string& wire) {
@@ -128,6 +155,7 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
         const int err = SSL_get_error(ssl_, n);
         drain(wire); // key updates, session tickets, alerts
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+            trim();
             return {};
         }
         if (err == SSL_ERROR_ZERO_RETURN) {
@@ -162,6 +190,7 @@ core::Result<void> Transform::on_plain(std::span<const std::byte> plain, std::st
     }
     auto r = encrypt(plain);
     drain(wire);
+    trim();
     return r;
 }
 

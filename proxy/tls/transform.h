@@ -45,6 +45,8 @@ class Transform final : public core::StreamTransform {
     core::Result<void> encrypt(std::span<const std::byte> plain);
     /// Moves what OpenSSL wrote into the wire BIO to `wire`.
     void drain(std::string& wire);
+    /// Replaces an empty memory BIO that kept a large buffer (idle memory).
+    void trim();
     /// An error with OpenSSL's reason for the last failure.
     core::Error failure(std::string_view what, int ssl_error);
 
