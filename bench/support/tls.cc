@@ -1,5 +1,7 @@
 #include "bench/support/tls.h"
 
+#include "proxy/tls/errors.h"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -14,16 +16,7 @@ int context_index() {
 } // namespace
 
 std::string tls_errors() {
-    std::string out;
-    while (const unsigned long e = ERR_get_error()) {
-        if (!out.empty()) {
-            out.append("; ");
-        }
-        char buf[256];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        out.append(buf);
-    }
-    return out;
+    return proxy::tls::openssl_reasons();
 }
 
 proxy::core::Result<std::unique_ptr<TlsClientContext>>
