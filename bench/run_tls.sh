@@ -44,21 +44,8 @@ LOADGEN_PID=
 declare -A PID=() PORT=() BIN=() VERSION=() CONF=()
 
 log() { printf '%s\n' "run_tls.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-# Stops one process by PID: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-    local pid=$1
-    [[ -n $pid ]] || return 0
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
     local name
@@ -70,42 +57,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_for_line() {
-    local file=$1 regex=$2 secs=$3 pid=$4 line
-    for _ in $(seq $((secs * 10))); do
-        if line=$(grep -m1 -E "$regex" "$file" 2>/dev/null); then
-            printf '%s\n' "$line"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-kib_field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
-TICKS=$(getconf CLK_TCK)
-stat_cpu() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
-proc_ticks() { if [[ -r /proc/$1/stat ]]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
-busy_pct() {
-    awk -v a="$1" -v b="$2" -v ours="${3:-0}" 'BEGIN {
-        split(a, x, " "); split(b, y, " "); busy = y[1] - x[1]; total = y[2] - x[2];
-        v = total > 0 ? 100 * (busy - ours) / total : 0; printf "%.1f", v < 0 ? 0 : v }'
-}
-wait_quiet() {
-    local deadline=$((SECONDS + WAIT_QUIET)) sample busy
-    while :; do
-        sample=$(stat_cpu)
-        sleep 1
-        busy=$(busy_pct "$sample" "$(stat_cpu)")
-        awk -v b="$busy" -v n="$NOISE_PCT" 'BEGIN { exit !(b <= n) }' && return 0
-        if ((SECONDS >= deadline)); then
-            log "machine still $busy% busy after ${WAIT_QUIET}s; running anyway"
-            return 0
-        fi
-    done
-}
 
 # --- limits, build -----------------------------------------------------------------------
 # wsbridge holds two sockets per idle connection (client + backend), the loadgen one.
@@ -128,8 +79,6 @@ BIN[wsbridge]=$BUILD/wsbridge
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
-# --- references: installed from Debian when missing (root), else the command is printed ----
-find_bin() { command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; }; }
 for name in nginx haproxy; do
     bin=$(find_bin "$name") || bin=
     if [[ -z $bin ]]; then
@@ -176,21 +125,6 @@ line=$(wait_for_line "$OUT/backend.out" 'backend listening on 127\.0\.0\.1:[0-9]
     "$BACKEND_PID") || die "backend did not start: $(tail -n 5 "$OUT/backend.log")"
 BACKEND_PORT=${line##*:}
 
-# --- servers -----------------------------------------------------------------------------
-free_port() {
-    node -e "const s = require('node:net').createServer();
-        s.listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); });"
-}
-owns_listener() {
-    local pid=$1 port=$2 inode fd
-    inode=$(awk -v a="$(printf '0100007F:%04X' "$port")" \
-        '$2 == a && $4 == "0A" { print $10; exit }' /proc/net/tcp)
-    [[ -n $inode ]] || return 1
-    for fd in "/proc/$pid/fd"/*; do
-        [[ $(readlink "$fd" 2>/dev/null) == "socket:[$inode]" ]] && return 0
-    done
-    return 1
-}
 MAXCONN=$(((IDLE > CONNECTIONS ? IDLE : CONNECTIONS) * 2 + 256))
 
 write_wsbridge_config() {
