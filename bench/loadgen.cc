@@ -550,13 +550,8 @@ class HandshakeRun final : public bench::ClientHandler {
         uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
     }
 
-    [[nodiscard]] std::uint64_t error_count() const {
-        std::uint64_t n = 0;
-        for (const auto& [kind, count] : errors_) {
-            n += count;
-        }
-        return n;
-    }
+
+    [[nodiscard]] std::uint64_t error_count() const { return bench::total_errors(errors_); }
 
     void print_json() const {
         const double seconds = end_ns_ > begin_ns_ ? seconds_between(begin_ns_, end_ns_) : 0.0;
@@ -566,20 +561,14 @@ class HandshakeRun final : public bench::ClientHandler {
         std::printf("{\"mode\":\"handshake\",\"connections\":%zu,\"resume\":%d,"
                     "\"handshakes\":%llu,\"resumed\":%llu,\"seconds\":%.3f,"
                     "\"handshakes_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-                    "\"tickets\":%llu,\"tls_cipher\":\"%s\",\"errors\":%llu,\"error_kinds\":{",
+                    "\"tickets\":%llu,\"tls_cipher\":\"%s\"",
                     options_.connections, options_.resume ? 1 : 0,
                     static_cast<unsigned long long>(done_),
                     static_cast<unsigned long long>(resumed_), seconds,
                     seconds > 0 ? static_cast<double>(done_) / seconds : 0.0, us(0.5), us(0.99),
-                    target_.tls->tickets(), cipher_.c_str(),
-                    static_cast<unsigned long long>(error_count()));
-        bool first = true;
-        for (const auto& [kind, count] : errors_) {
-            std::printf("%s\"%s\":%llu", first ? "" : ",", kind.c_str(),
-                        static_cast<unsigned long long>(count));
-            first = false;
-        }
-        std::printf("}}\n");
+                    target_.tls->tickets(), cipher_.c_str());
+        bench::print_errors_json(errors_);
+        std::printf("}\n");
         std::fflush(stdout);
     }
 
@@ -698,7 +687,7 @@ class HandshakeRun final : public bench::ClientHandler {
     std::uint64_t end_ns_ = 0;
     bench::Histogram histogram_;
     std::string cipher_;
-    std::map<std::string, std::uint64_t> errors_;
+    bench::ErrorCounts errors_;
     int reported_ = 0;
 };
 

@@ -47,13 +47,27 @@ void Run::close_handles() {
     }
 }
 
-std::uint64_t Run::error_count() const {
+std::uint64_t total_errors(const ErrorCounts& errors) {
     std::uint64_t total = 0;
-    for (const auto& [kind, count] : errors_) {
+    for (const auto& [kind, count] : errors) {
         total += count;
     }
     return total;
 }
+
+void print_errors_json(const ErrorCounts& errors) {
+    std::printf(",\"errors\":%llu,\"error_kinds\":{",
+                static_cast<unsigned long long>(total_errors(errors)));
+    bool first = true;
+    for (const auto& [kind, count] : errors) {
+        std::printf("%s\"%s\":%llu", first ? "" : ",", kind.c_str(),
+                    static_cast<unsigned long long>(count));
+        first = false;
+    }
+    std::printf("}");
+}
+
+std::uint64_t Run::error_count() const { return total_errors(errors_); }
 
 void Run::count_error(std::string_view kind, std::uint64_t n) { errors_[std::string(kind)] += n; }
 
@@ -79,17 +93,7 @@ std::size_t Run::count_open() const {
     }));
 }
 
-void Run::print_errors_json() const {
-    std::printf(",\"errors\":%llu,\"error_kinds\":{",
-                static_cast<unsigned long long>(error_count()));
-    bool first = true;
-    for (const auto& [kind, count] : errors_) {
-        std::printf("%s\"%s\":%llu", first ? "" : ",", kind.c_str(),
-                    static_cast<unsigned long long>(count));
-        first = false;
-    }
-    std::printf("}");
-}
+void Run::print_errors_json() const { bench::print_errors_json(errors_); }
 
 void Run::on_timer_cb(uv_timer_t* timer) noexcept {
     if (auto* self = static_cast<Run*>(timer->data)) {

@@ -37,6 +37,13 @@ struct RunOptions {
 ///
 /// Must outlive uv_run: the connections' uv handles live inside it. Call close_handles() and
 /// run the loop again before destroying it.
+/// Errors counted by kind ("connect", "handshake", ...).
+using ErrorCounts = std::map<std::string, std::uint64_t>;
+/// Their sum.
+[[nodiscard]] std::uint64_t total_errors(const ErrorCounts& errors);
+/// Appends `,"errors":N,"error_kinds":{...}` to stdout.
+void print_errors_json(const ErrorCounts& errors);
+
 class Run : public ClientHandler {
   public:
     Run(uv_loop_t* loop, const RunOptions& options, const Target& target);
@@ -100,7 +107,7 @@ class Run : public ClientHandler {
     uv_timer_t timer_{};
     uv_signal_t sigint_{};
     uv_signal_t sigterm_{};
-    std::map<std::string, std::uint64_t> errors_;
+    ErrorCounts errors_;
     std::size_t next_ = 0;       ///< next connection to start
     std::size_t opening_ = 0;    ///< started and not yet open or failed
     std::size_t live_ = 0;       ///< started and not yet closed
