@@ -50,7 +50,10 @@
 // * Reconnecting uses exponential backoff with full jitter: a random delay in
 //   [0, min(maxDelay, minDelay * 2^(attempt-1))]. Backend close codes in `reconnectOn` (default
 //   1001, 1006, 1011, 1012, 1013, 1014) reconnect (with a 'reset'); any other close code closes
-//   the BridgeSocket, like a WebSocket.
+//   the BridgeSocket, like a WebSocket. For `retryTransportFor` ms after a loss, the transport
+//   that was carrying traffic is retried alone: a failure then more likely means the server is
+//   restarting than that an intermediary started blocking it, and a lower transport that happens
+//   to answer first once the server is back would be kept for the rest of the page's life.
 //
 // Events: open, message (MessageEvent; lastEventId = the session seq), close (CloseEvent-like,
 // plus `unsent`: queued messages never delivered), error, and additionally:
@@ -83,6 +86,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   minDelay: 500,                 // backoff: full jitter over min(maxDelay, minDelay * 2^(n-1))
   maxDelay: 10000,
   maxAttempts: Infinity,         // full passes over the transports before giving up
+  retryTransportFor: 5000,       // after a loss, retry the lost transport alone this long first
   reconnectOn: [1001, 1006, 1011, 1012, 1013, 1014],
   batchThreshold: 2,             // POST as a batch when at least this many are queued
   maxBatchMessages: 200,         // the default rate burst: a larger batch gets 413 (then halves)
@@ -204,6 +208,7 @@ export class BridgeSocket extends EventTarget {
   #hadBackend = false;   // a backend connection existed before (a fresh one means 'reset')
   #lostReason = null;    // why the previous backend connection ended
   #floor = 0;            // index in #order where a reconnect cycle starts
+  #stickUntil = 0;       // until then (ms epoch) a failure at #floor backs off and retries it
   #attempt = 0;          // failed full passes since the last success
   #pass = null;          // {index, failures[]} of the running cycle
   #closeReq = null;      // {code, reason} once close() was called
@@ -392,8 +397,12 @@ export class BridgeSocket extends EventTarget {
         return;
       }
       tried++;
-      index = (index + 1) % this.#order.length;
-      if (index === 0 || tried >= this.#order.length) {
+      // The transport that carried traffic until the loss failed again: the server is more
+      // likely down (a restart) than newly blocked, so back off and retry it rather than
+      // settle on a lower transport that happens to answer first once the server is back.
+      const sticky = index === this.#floor && Date.now() < this.#stickUntil;
+      index = sticky ? index : (index + 1) % this.#order.length;
+      if (sticky || index === 0 || tried >= this.#order.length) {
         // A full pass failed (or we wrapped around from the floor): back off, then start over
         // from the first transport.
         this.#attempt++;
@@ -407,9 +416,11 @@ export class BridgeSocket extends EventTarget {
         }));
         await this.#sleep(delay);
         if (gen !== this.#cycleGen) return;
-        index = 0;
+        if (!sticky) {
+          index = 0;
+          this.#floor = 0;
+        }
         tried = 0;
-        this.#floor = 0;
         this.#pass = { index, failures: [] };
       }
     }
@@ -420,6 +431,7 @@ export class BridgeSocket extends EventTarget {
     const pass = this.#pass;
     this.#floor = pass ? pass.index : 0;
     this.#attempt = 0;
+    this.#stickUntil = 0;
     this.#setTransport(kind, pass && pass.failures.length ? pass.failures.join('; ') : null);
   }
 
@@ -472,6 +484,7 @@ export class BridgeSocket extends EventTarget {
       return;
     }
     this.#readyState = CONNECTING;
+    this.#stickUntil = Date.now() + this.#opts.retryTransportFor;
     const delay = this.#backoff(1);
     this.#emit(makeEvent('reconnecting', { reason, attempt: 0, delay }));
     this.#cycle(delay);
