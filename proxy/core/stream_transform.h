@@ -30,9 +30,11 @@ class StreamTransform {
     /// reaches the owner as on_read_end(error).
     virtual Result<void> on_wire(std::span<const std::byte> in, std::string& plain,
                                  std::string& wire) = 0;
-    /// The owner writes `plain`: appends the wire bytes to `wire`. Bytes written before the
-    /// transform is ready (a handshake in progress) are held and appended by a later on_wire.
-    virtual Result<void> on_plain(std::span<const std::byte> plain, std::string& wire) = 0;
+    /// The owner writes `pieces` (one write: a frame's header and payload): appends the wire
+    /// bytes to `wire`. Bytes written before the transform is ready (a handshake in progress)
+    /// are held and appended by a later on_wire.
+    virtual Result<void> on_plain(std::span<const std::span<const std::byte>> pieces,
+                                  std::string& wire) = 0;
     /// A Flush close: appends the wire bytes that end the transform cleanly (TLS close_notify).
     virtual void on_close(std::string& wire) = 0;
     /// True once plain bytes flow (the TLS handshake completed).

@@ -16,6 +16,8 @@ constexpr std::uint64_t kFlushDeadlineMs = 5000;
 /// Writes up to this size wait for the loop's batched send (send_batch.h); bigger ones, and
 /// anything behind bytes the kernel did not take, go out at once as before.
 constexpr std::size_t kBatchMaxBytes = 16 * 1024;
+/// A read callback that leaves this many streams waiting in the batch sends them at once.
+constexpr std::size_t kEarlyFlushSenders = 8;
 /// Transform scratch strings keep at most this much capacity between reads and writes.
 constexpr std::size_t kKeepScratch = 4 * 1024;
 } // namespace
@@ -47,6 +49,7 @@ struct TcpStream::Impl final : HandleOwner, BatchedSender {
     bool closing = false;         ///< close() called: no more handler callbacks
     bool handle_closing = false;  ///< uv_close() called
     bool flushing = false;        ///< Flush close in progress
+    bool peer_eof = false;        ///< the peer's FIN arrived (nothing more to read)
     bool shutdown_pending = false;
     bool shutdown_sent = false;
     bool owner_gone = false;
@@ -151,6 +154,7 @@ void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
             impl->handler->on_read({chunk, static_cast<std::size_t>(nread)});
         }
     } else if (nread == UV_EOF) {
+        impl->peer_eof = true;
         impl->is_reading = false;
         uv_read_stop(stream);
         impl->want_read = false;
@@ -161,6 +165,13 @@ void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
         impl->fail_read(static_cast<int>(nread));
     }
     pool.give_back(chunk);
+    // Send early when the iteration has queued many sends: peers on other cores start on the
+    // first messages while this loop still reads (and decrypts) the rest.
+    Loop& loop = impl->loop;
+    if (const SendBatch* batch = loop.send_batch();
+        batch != nullptr && batch->pending() >= kEarlyFlushSenders) {
+        loop.flush_sends();
+    }
 }
 
 void write_cb(uv_write_t* req, int status) noexcept {
@@ -478,6 +489,12 @@ void TcpStream::Impl::maybe_finish_flush() {
     if (in_flight != nullptr || !queue.empty()) {
         return;
     }
+    if (flushing && peer_eof) {
+        // Everything is written and the peer's FIN was read already: close() sends our FIN,
+        // and no unread input is left to turn it into a reset.
+        close_handle();
+        return;
+    }
     if (shutdown_pending || flushing) {
         start_shutdown();
     }
@@ -595,11 +612,9 @@ bool TcpStream::writev(std::span<const std::span<const std::byte>> pieces) {
     }
     if (impl->transform) {
         impl->wire_out.clear();
-        for (const auto& piece : pieces) {
-            if (!impl->transform->on_plain(piece, impl->wire_out)) {
-                impl->wire_out.clear();
-                return false;
-            }
+        if (!impl->transform->on_plain(pieces, impl->wire_out)) {
+            impl->wire_out.clear();
+            return false;
         }
         impl->write_wire_out();
         return true;
@@ -705,7 +720,10 @@ std::string TcpStream::peer_address() const {
 }
 
 std::string TcpStream::peer_ip() const {
-    std::string a = peer_address();
+    return ip_of(peer_address());
+}
+
+std::string ip_of(std::string a) {
     const auto colon = a.rfind(':');
     if (colon == std::string::npos) {
         return a;

@@ -167,6 +167,8 @@ class TcpListener : private HandleOwner {
     std::function<void(std::unique_ptr<TcpStream>)> on_accept_;
 };
 
+/// The IP of an "ip:port" or "[ipv6]:port" address (brackets removed).
+std::string ip_of(std::string address);
 /// Formats a sockaddr-like peer for logs; helper shared by streams and listeners.
 std::string format_address(const void* sockaddr_storage);
 

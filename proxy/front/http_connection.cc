@@ -36,14 +36,14 @@ std::pair<unsigned, std::string_view> status_for(Code code) {
 } // namespace
 
 HttpConnection::HttpConnection(Context& context, std::unique_ptr<core::TcpStream> stream,
-                               ClientSlot slot, std::string scheme)
+                               ClientSlot slot, std::string scheme, std::string client_address)
     : context_(context),
       stream_(std::move(stream)),
       slot_(std::move(slot)),
       scheme_(std::move(scheme)),
       parser_(parser_limits(context.config())),
       header_timer_(context.loop(), [this] { on_header_timeout(); }) {
-    client_address_ = stream_->peer_address();
+    client_address_ = std::move(client_address);
     stream_->set_handler(this);
     stream_->set_nodelay(true);
 }

@@ -34,8 +34,9 @@ class HttpConnection final : public Closable,
                              private SessionOpener,
                              private transports::long_polling::PollResponder {
   public:
+    /// `client_address` is the peer's "ip:port" as the Server read it at accept.
     HttpConnection(Context& context, std::unique_ptr<core::TcpStream> stream, ClientSlot slot,
-                   std::string scheme);
+                   std::string scheme, std::string client_address);
     ~HttpConnection() override;
 
     /// Starts reading and the header timer.

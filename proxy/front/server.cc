@@ -94,7 +94,8 @@ void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::strin
         // handshake counts against header_timeout like the request head it carries.
         stream->set_transform(tls->new_transform());
     }
-    std::string ip = stream->peer_ip();
+    std::string address = stream->peer_address();
+    std::string ip = core::ip_of(address);
     if (stopping_ || !context_.admit_client(ip)) {
         const bool draining = stopping_;
         stream->write(http::json_error(503, draining ? "draining" : "overloaded",
@@ -114,7 +115,8 @@ void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::strin
     context_.metrics().inc("wsbridge_connections_accepted_total");
     context_
         .adopt(std::make_unique<HttpConnection>(context_, std::move(stream),
-                                                ClientSlot(context_, ip), scheme))
+                                                ClientSlot(context_, ip), scheme,
+                                                std::move(address)))
         .start();
 }
 

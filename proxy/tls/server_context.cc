@@ -64,12 +64,15 @@ core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerO
     SSL_CTX_set_min_proto_version(ctx, options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     // Resumption through stateless tickets only (TLS 1.2 tickets, TLS 1.3 PSK), as nginx's
     // default: OpenSSL's server-side session cache would hold every session (up to 20,480)
     // in memory, and with it TLS 1.3 tickets become single-use, so clients that resume in
     // parallel from one ticket fall back to full handshakes.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    // One TLS 1.3 ticket per connection (OpenSSL sends two): every new connection brings a
+    // fresh ticket for the next, and each ticket costs a session encoding, an encryption and a
+    // MAC on the server and a decryption on the client.
+    SSL_CTX_set_num_tickets(ctx, 1);
     static constexpr unsigned char kSessionContext[] = "wsbridge";
     SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);

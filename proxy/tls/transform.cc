@@ -5,8 +5,8 @@
 
 #include <array>
 #include <climits>
+#include <cstring>
 #include <openssl/bio.h>
-#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -21,31 +21,96 @@ namespace {
 
 /// Largest plaintext read per SSL_read call (one TLS record carries at most 16 KiB).
 constexpr int kReadChunk = 16 * 1024;
+/// Plain bytes per TLS record (OpenSSL's default max_send_fragment).
+constexpr std::size_t kRecordPlain = 16 * 1024;
 
-} // namespace
+// The transform's BIO: OpenSSL reads the wire bytes of the current on_wire() call straight
+// from the caller's span and writes its records straight into the caller's `wire` string.
+// Nothing is buffered in the BIO (a memory BIO pair copied every byte once more and kept a
+// handshake-sized buffer per connection); input that does not complete a record waits in
+// OpenSSL's own read buffer.
 
-namespace {
-
-/// A memory BIO that reports "retry" when empty instead of EOF, so SSL_read waits for more.
-BIO* new_mem_bio() {
-    BIO* bio = BIO_new(BIO_s_mem());
-    BIO_set_mem_eof_return(bio, -1);
-    return bio;
+int wire_bio_read(BIO* bio, char* out, int len) {
+    auto* io = static_cast<WireIo*>(BIO_get_data(bio));
+    BIO_clear_retry_flags(bio);
+    if (io->in.empty() || len <= 0) {
+        BIO_set_retry_read(bio); // not EOF: SSL_read waits for the next on_wire()
+        return -1;
+    }
+    const std::size_t n = std::min(io->in.size(), static_cast<std::size_t>(len));
+    std::memcpy(out, io->in.data(), n);
+    io->in = io->in.subspan(n);
+    return static_cast<int>(n);
 }
 
-/// True when `bio` is empty but holds more than kKeepBio bytes of buffer.
-bool oversized_and_empty(BIO* bio) {
-    constexpr std::size_t kKeepBio = 4 * 1024;
-    BUF_MEM* mem = nullptr;
-    return BIO_ctrl_pending(bio) == 0 && BIO_get_mem_ptr(bio, &mem) == 1 && mem != nullptr &&
-           mem->max > kKeepBio;
+int wire_bio_write(BIO* bio, const char* bytes, int len) {
+    auto* io = static_cast<WireIo*>(BIO_get_data(bio));
+    BIO_clear_retry_flags(bio);
+    if (io->out == nullptr) {
+        BIO_set_retry_write(bio);
+        return -1;
+    }
+    if (len <= 0) {
+        return 0;
+    }
+    io->out->append(bytes, static_cast<std::size_t>(len));
+    return len;
 }
+
+long wire_bio_ctrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return static_cast<long>(static_cast<WireIo*>(BIO_get_data(bio))->in.size());
+    default:
+        return 0; // no kTLS, no dgram, no EOF state
+    }
+}
+
+int wire_bio_create(BIO* bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+/// The method, built once for the process (C++ guarantees a thread-safe first call).
+BIO_METHOD* wire_bio_method() {
+    static BIO_METHOD* const method = [] {
+        BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "wsbridge wire");
+        BIO_meth_set_read(m, wire_bio_read);
+        BIO_meth_set_write(m, wire_bio_write);
+        BIO_meth_set_ctrl(m, wire_bio_ctrl);
+        BIO_meth_set_create(m, wire_bio_create);
+        return m;
+    }();
+    return method;
+}
+
+/// Points the BIO at one call's input and output for its duration.
+class WireScope {
+  public:
+    WireScope(WireIo& io, std::span<const std::byte> in, std::string& out) noexcept : io_(io) {
+        io_.in = in;
+        io_.out = &out;
+    }
+    ~WireScope() {
+        io_.in = {};
+        io_.out = nullptr;
+    }
+    WireScope(const WireScope&) = delete;
+    WireScope& operator=(const WireScope&) = delete;
+
+  private:
+    WireIo& io_;
+};
 
 } // namespace
 
 Transform::Transform(ssl_st* ssl, HandshakeObserver* observer) noexcept
     : ssl_(ssl), observer_(observer) {
-    SSL_set_bio(ssl_, new_mem_bio(), new_mem_bio());
+    BIO* bio = BIO_new(wire_bio_method());
+    BIO_set_data(bio, &io_);
+    SSL_set_bio(ssl_, bio, bio); // one BIO both ways: SSL_set_bio takes its one reference
 }
 
 Transform::~Transform() { SSL_free(ssl_); }
@@ -63,54 +128,40 @@ Error Transform::failure(std::string_view what, int ssl_error) {
     return Error{Code::Tls, Side::Client, std::string(what) + ": " + why};
 }
 
-void Transform::trim() {
-    // A memory BIO keeps the largest buffer it ever needed (the handshake's certificate
-    // chain, a large record). Swap an empty, oversized one for a fresh BIO, so that an idle
-    // connection holds OpenSSL's state and no buffer.
-    if (oversized_and_empty(SSL_get_rbio(ssl_))) {
-        SSL_set0_rbio(ssl_, new_mem_bio());
-    }
-    if (oversized_and_empty(SSL_get_wbio(ssl_))) {
-        SSL_set0_wbio(ssl_, new_mem_bio());
+void Transform::clear_stale_errors() noexcept {
+    // Failures leave their reasons in the thread's error queue until failure() reads them;
+    // SSL_get_error() would blame the next connection for a stale one. Peeking is far cheaper
+    // than clearing, and the queue is nearly always empty.
+    if (ERR_peek_error() != 0) {
+        ERR_clear_error();
     }
 }
 
-void Transform::drain(std::string& wire) {
-    BIO* out = SSL_get_wbio(ssl_);
-    const auto pending = static_cast<std::size_t>(BIO_ctrl_pending(out));
-    if (pending == 0) {
-        return;
-    }
-    const std::size_t at = wire.size();
-    wire.resize(at + pending);
-    const int n = BIO_read(out, wire.data() + at, static_cast<int>(pending));
-    wire.resize(at + (n > 0 ? static_cast<std::size_t>(n) : 0));
+core::Result<void> Transform::on_connected(std::string& wire) {
+    clear_stale_errors();
+    const WireScope scope(io_, {}, wire);
+    return handshake();
 }
 
-core::Result<void> Transform::on_connected(std::string& wire) { return handshake(wire); }
-
-core::Result<void> Transform::handshake(std::string& wire) {
-    ERR_clear_error();
+core::Result<void> Transform::handshake() {
     const int r = SSL_do_handshake(ssl_);
     if (r == 1) {
         established_ = true;
+        // Release buffers from now on only: during the handshake they would be freed and
+        // allocated again for every flight.
+        SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
         if (observer_ != nullptr) {
             observer_->on_handshake_done(SSL_get_version(ssl_), SSL_session_reused(ssl_) != 0);
         }
         if (!held_.empty()) {
             std::string held = std::move(held_);
             held_.clear();
-            if (auto e = encrypt(std::as_bytes(std::span<const char>(held.data(), held.size())));
-                !e) {
-                drain(wire);
-                return e;
-            }
+            return encrypt(std::as_bytes(std::span<const char>(held.data(), held.size())));
         }
-        drain(wire);
         return {};
     }
+    // Handshake messages, or the alert that ends a failed handshake, are already in `wire`.
     const int err = SSL_get_error(ssl_, r);
-    drain(wire); // handshake messages, or the alert that ends a failed handshake
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
         return {};
     }
@@ -131,31 +182,28 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
     if (failed_) {
         return core::fail(Code::Tls, Side::Client, "input after a TLS failure");
     }
-    BIO* rbio = SSL_get_rbio(ssl_);
-    while (!in.empty()) {
-        const auto n = static_cast<int>(std::min<std::size_t>(in.size(), INT_MAX));
-        BIO_write(rbio, in.data(), n);
-        in = in.subspan(static_cast<std::size_t>(n));
-    }
+    clear_stale_errors();
+    const WireScope scope(io_, in, wire);
     if (!established_) {
-        if (auto r = handshake(wire); !r || !established_) {
+        if (auto r = handshake(); !r || !established_) {
             return r;
         }
     }
-    ERR_clear_error();
     // Records are decrypted into a stack buffer and only their bytes are appended, so the
-    // caller's string stays as small as the messages it carries.
+    // caller's string stays as small as the messages it carries. Key updates, session tickets
+    // and alerts are answered into `wire` along the way.
     std::array<char, kReadChunk> buf;
     for (;;) {
         const int n = SSL_read(ssl_, buf.data(), kReadChunk);
         if (n > 0) {
             plain.append(buf.data(), static_cast<std::size_t>(n));
+            if (io_.in.empty() && SSL_has_pending(ssl_) == 0) {
+                return {}; // all input consumed: another SSL_read could only want more
+            }
             continue;
         }
         const int err = SSL_get_error(ssl_, n);
-        drain(wire); // key updates, session tickets, alerts
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-            trim();
             return {};
         }
         if (err == SSL_ERROR_ZERO_RETURN) {
@@ -167,10 +215,9 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
 }
 
 core::Result<void> Transform::encrypt(std::span<const std::byte> plain) {
-    ERR_clear_error();
     while (!plain.empty()) {
         const auto n = static_cast<int>(std::min<std::size_t>(plain.size(), INT_MAX));
-        // A memory BIO grows as needed, so SSL_write takes everything in one call.
+        // The BIO takes every byte, so SSL_write takes everything in one call.
         const int r = SSL_write(ssl_, plain.data(), n);
         if (r <= 0) {
             return core::Unexpected{failure("TLS write failed", SSL_get_error(ssl_, r))};
@@ -180,27 +227,63 @@ core::Result<void> Transform::encrypt(std::span<const std::byte> plain) {
     return {};
 }
 
-core::Result<void> Transform::on_plain(std::span<const std::byte> plain, std::string& wire) {
+core::Result<void> Transform::on_plain(std::span<const std::span<const std::byte>> pieces,
+                                       std::string& wire) {
     if (failed_) {
         return core::fail(Code::Tls, Side::Internal, "write after a TLS failure");
     }
     if (!established_) {
-        held_.append(reinterpret_cast<const char*>(plain.data()), plain.size());
+        for (const auto& piece : pieces) {
+            held_.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+        }
         return {};
     }
-    auto r = encrypt(plain);
-    drain(wire);
-    trim();
-    return r;
+    clear_stale_errors();
+    const WireScope scope(io_, {}, wire);
+    return pieces.size() == 1 ? encrypt(pieces[0]) : encrypt_gathered(pieces);
+}
+
+core::Result<void> Transform::encrypt_gathered(std::span<const std::span<const std::byte>> pieces) {
+    // One write becomes as few records as its size allows, not one record per piece: a relayed
+    // frame is a header and a payload, and a record each would double the AEAD work, the
+    // record overhead on the wire and the peer's decrypt calls per message. Small pieces are
+    // gathered into one record-sized buffer; whole records of a large piece go as they are.
+    std::array<std::byte, kRecordPlain> gather;
+    std::size_t used = 0;
+    for (auto piece : pieces) {
+        while (!piece.empty()) {
+            if (used == 0 && piece.size() >= kRecordPlain) {
+                const std::size_t whole = piece.size() - piece.size() % kRecordPlain;
+                if (auto r = encrypt(piece.first(whole)); !r) {
+                    return r;
+                }
+                piece = piece.subspan(whole);
+                continue;
+            }
+            const std::size_t n = std::min(piece.size(), kRecordPlain - used);
+            std::memcpy(gather.data() + used, piece.data(), n);
+            used += n;
+            piece = piece.subspan(n);
+            if (used == kRecordPlain) {
+                if (auto r = encrypt(std::span(gather.data(), used)); !r) {
+                    return r;
+                }
+                used = 0;
+            }
+        }
+    }
+    return used == 0 ? core::Result<void>{} : encrypt(std::span(gather.data(), used));
 }
 
 void Transform::on_close(std::string& wire) {
     if (!established_ || failed_) {
         return;
     }
-    ERR_clear_error();
-    SSL_shutdown(ssl_); // sends close_notify; the peer's answer is not awaited
-    drain(wire);
+    clear_stale_errors();
+    const WireScope scope(io_, {}, wire);
+    if (SSL_shutdown(ssl_) < 0) { // sends close_notify; the peer's answer is not awaited
+        ERR_clear_error();        // a peer that is already gone: nothing to report
+    }
 }
 
 } // namespace proxy::tls
