@@ -33,6 +33,7 @@ HANDSHAKES=${HANDSHAKES:-1}      # 0 skips the handshake step
 HS_DURATION=${HS_DURATION:-5s}
 HS_CONNECTIONS=${HS_CONNECTIONS:-4} # handshakes in flight
 IDLE=${IDLE:-4000}               # 0 skips the memory step
+IDLE_SETTLE=${IDLE_SETTLE:-12}   # seconds between all idle connections open and the RSS reading
 CIPHER=${CIPHER:-TLS_AES_128_GCM_SHA256}
 GROUP=${GROUP:-X25519}
 WAIT_QUIET=${WAIT_QUIET:-60}     # seconds to wait for a quiet machine before each run
@@ -344,7 +345,10 @@ if ((IDLE > 0)); then
         open_line=$(wait_for_line "$OUT/idle-$name.out" '^(all [0-9]+ open|opened [0-9]+ of)' \
             240 "$LOADGEN_PID") || die "idle loadgen did not open: $(tail -n 3 "$OUT/loadgen.log")"
         log "idle $name: $open_line"
-        sleep 3 # let the server settle (deferred frees)
+        # Held connections are measured settled: deferred frees done, and wsbridge's heap
+        # trimmer (every 10 s, proxy/core/heap_trim.h) has given back the handshake burst's
+        # free pages. The references are measured after the same wait.
+        sleep "$IDLE_SETTLE"
         check_alive "$name" "idle hold"
         rss_held=$(kib_field VmRSS "/proc/${PID[$name]}/status")
         kill -INT "$LOADGEN_PID"

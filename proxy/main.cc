@@ -1,18 +1,23 @@
 // wsbridge: command line entry point. See README.md ("Command line").
 
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
 
 #include "config/config.h"
+#include "proxy/core/heap_trim.h"
 #include "proxy/core/log.h"
 #include "proxy/core/loop.h"
 #include "proxy/core/signal.h"
 #include "proxy/front/server.h"
 
 namespace {
+
+/// How often free pages inside the heap are given back (proxy/core/heap_trim.h).
+constexpr std::uint64_t kHeapTrimIntervalMs = 10000;
 
 constexpr const char* kUsage =
     "usage: wsbridge -c FILE            run the proxy in the foreground\n"
@@ -61,6 +66,7 @@ int run(const std::string& path) {
         };
         proxy::core::SignalWatcher sigint(loop, SIGINT, [&] { on_stop("SIGINT"); });
         proxy::core::SignalWatcher sigterm(loop, SIGTERM, [&] { on_stop("SIGTERM"); });
+        proxy::core::HeapTrimmer heap_trimmer(loop, kHeapTrimIntervalMs);
         loop.run();
         server.context().shutdown_all(false);
         loop.drain_deferred();

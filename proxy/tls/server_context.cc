@@ -64,6 +64,10 @@ core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerO
     SSL_CTX_set_min_proto_version(ctx, options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // Record buffers are freed whenever they are empty, the handshake's included: measured,
+    // this costs no instructions per handshake worth seeing and leaves fewer holes in the heap
+    // after a burst of handshakes than keeping them until the handshake ends.
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     // Resumption through stateless tickets only (TLS 1.2 tickets, TLS 1.3 PSK), as nginx's
     // default: OpenSSL's server-side session cache would hold every session (up to 20,480)
     // in memory, and with it TLS 1.3 tickets become single-use, so clients that resume in

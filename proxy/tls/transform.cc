@@ -147,9 +147,6 @@ core::Result<void> Transform::handshake() {
     const int r = SSL_do_handshake(ssl_);
     if (r == 1) {
         established_ = true;
-        // Release buffers from now on only: during the handshake they would be freed and
-        // allocated again for every flight.
-        SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
         if (observer_ != nullptr) {
             observer_->on_handshake_done(SSL_get_version(ssl_), SSL_session_reused(ssl_) != 0);
         }
