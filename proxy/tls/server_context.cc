@@ -48,6 +48,24 @@ int select_certificate(SSL* ssl, int* /*alert*/, void* arg) {
     return SSL_TLSEXT_ERR_OK;
 }
 
+// OpenSSL's key log and message callbacks feed a server connection's handover from OpenSSL
+// to the RecordLayer (transform.h): the application traffic secrets as they are derived, and
+// any post-handshake message, which would move the keys on inside OpenSSL.
+void log_key(const SSL* ssl, const char* line) {
+    if (auto* transform = static_cast<Transform*>(SSL_get_app_data(ssl))) {
+        transform->on_keylog(line);
+    }
+}
+
+void watch_messages(int /*write_p*/, int /*version*/, int content_type, const void* /*buf*/,
+                    std::size_t /*len*/, SSL* ssl, void* /*arg*/) {
+    if (content_type == SSL3_RT_HANDSHAKE) {
+        if (auto* transform = static_cast<Transform*>(SSL_get_app_data(ssl))) {
+            transform->on_handshake_message();
+        }
+    }
+}
+
 /// One context with the listener's policy and one certificate.
 core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerOptions& options) {
     ERR_clear_error();
@@ -80,6 +98,8 @@ core::Result<SSL_CTX*> make_context(const CertificateFiles& files, const ServerO
     static constexpr unsigned char kSessionContext[] = "wsbridge";
     SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+    SSL_CTX_set_keylog_callback(ctx, log_key);
+    SSL_CTX_set_msg_callback(ctx, watch_messages);
     if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) {
         return fail("cipher list: ");
     }

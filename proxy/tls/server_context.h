@@ -6,8 +6,8 @@
 // Policy: TLS 1.2 and 1.3 only; forward-secret ciphers only (ECDHE with AES-GCM or
 // ChaCha20-Poly1305 for TLS 1.2, every TLS 1.3 suite); no renegotiation, no compression; ALPN
 // "http/1.1" (a client that offers only other protocols gets none selected, as nginx does);
-// session resumption through tickets and TLS 1.3 PSK with OpenSSL's defaults; idle
-// connections release their OpenSSL buffers (SSL_MODE_RELEASE_BUFFERS). Algorithms are fetched
+// session resumption through stateless tickets and TLS 1.3 PSK (one ticket per handshake);
+// connections release their OpenSSL buffers whenever empty (SSL_MODE_RELEASE_BUFFERS). Algorithms are fetched
 // once, when the context is built, and every connection reuses the context (OpenSSL 3.0 takes
 // shared locks on every fetch).
 //

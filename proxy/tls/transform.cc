@@ -1,5 +1,6 @@
 #include "proxy/tls/transform.h"
 
+#include "proxy/core/text.h"
 #include "proxy/tls/errors.h"
 #include "proxy/tls/server_context.h"
 
@@ -7,6 +8,7 @@
 #include <climits>
 #include <cstring>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -39,6 +41,9 @@ int wire_bio_read(BIO* bio, char* out, int len) {
     }
     const std::size_t n = std::min(io->in.size(), static_cast<std::size_t>(len));
     std::memcpy(out, io->in.data(), n);
+    if (io->read_count != nullptr) {
+        io->read_count->feed(io->in.first(n));
+    }
     io->in = io->in.subspan(n);
     return static_cast<int>(n);
 }
@@ -54,6 +59,10 @@ int wire_bio_write(BIO* bio, const char* bytes, int len) {
         return 0;
     }
     io->out->append(bytes, static_cast<std::size_t>(len));
+    if (io->write_count != nullptr) {
+        io->write_count->feed(
+            std::as_bytes(std::span<const char>(bytes, static_cast<std::size_t>(len))));
+    }
     return len;
 }
 
@@ -106,14 +115,133 @@ class WireScope {
 
 } // namespace
 
+void RecordCounter::feed(std::span<const std::byte> bytes) noexcept {
+    while (!bytes.empty()) {
+        if (body_left_ == 0) {
+            const std::size_t take = std::min(bytes.size(), header_.size() - have_);
+            std::memcpy(header_.data() + have_, bytes.data(), take);
+            have_ += take;
+            bytes = bytes.subspan(take);
+            if (have_ < header_.size()) {
+                return;
+            }
+            have_ = 0;
+            body_left_ = (std::size_t{header_[3]} << 8) | header_[4];
+            if (body_left_ == 0) {
+                ++records_;
+            }
+            continue;
+        }
+        const std::size_t take = std::min(bytes.size(), body_left_);
+        body_left_ -= take;
+        bytes = bytes.subspan(take);
+        if (body_left_ == 0) {
+            ++records_;
+        }
+    }
+}
+
 Transform::Transform(ssl_st* ssl, HandshakeObserver* observer) noexcept
     : ssl_(ssl), observer_(observer) {
     BIO* bio = BIO_new(wire_bio_method());
     BIO_set_data(bio, &io_);
     SSL_set_bio(ssl_, bio, bio); // one BIO both ways: SSL_set_bio takes its one reference
+    if (SSL_is_server(ssl_) == 1) {
+        // A server connection may leave OpenSSL after its handshake (try_handover).
+        handover_ = std::make_unique<Handover>();
+        SSL_set_app_data(ssl_, this);
+    }
 }
 
-Transform::~Transform() { SSL_free(ssl_); }
+Transform::~Transform() {
+    give_up_handover();
+    SSL_free(ssl_);
+}
+
+void Transform::on_keylog(std::string_view line) noexcept {
+    // "LABEL <client random, hex> <secret, hex>" (the NSS key log format).
+    if (!handover_) {
+        return;
+    }
+    TrafficState* into = nullptr;
+    if (line.starts_with("CLIENT_TRAFFIC_SECRET_0 ")) {
+        into = &handover_->client;
+    } else if (line.starts_with("SERVER_TRAFFIC_SECRET_0 ")) {
+        into = &handover_->server;
+    } else {
+        return;
+    }
+    const std::size_t space = line.rfind(' ');
+    const std::string_view hex = line.substr(space + 1);
+    if (hex.size() % 2 != 0 || hex.size() / 2 > into->secret.size()) {
+        return;
+    }
+    for (std::size_t i = 0; i < hex.size() / 2; ++i) {
+        const int hi = core::hex_value(hex[2 * i]);
+        const int lo = core::hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            into->secret_size = 0;
+            return;
+        }
+        into->secret[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+    }
+    into->secret_size = hex.size() / 2;
+}
+
+void Transform::on_handshake_message() noexcept {
+    if (handover_ && established_) {
+        handover_->post_handshake_message = true; // a KeyUpdate: OpenSSL's keys moved on
+    }
+}
+
+void Transform::give_up_handover() noexcept {
+    if (handover_) {
+        OPENSSL_cleanse(handover_.get(), sizeof(Handover));
+        handover_.reset();
+    }
+    io_.read_count = nullptr;
+    io_.write_count = nullptr;
+}
+
+void Transform::try_handover() noexcept {
+    if (!handover_ || !established_ || failed_ || records_) {
+        return;
+    }
+    Handover& h = *handover_;
+    if (SSL_version(ssl_) != TLS1_3_VERSION || h.post_handshake_message ||
+        SSL_get_shutdown(ssl_) != 0 || SSL_get_key_update_type(ssl_) != SSL_KEY_UPDATE_NONE ||
+        h.client.secret_size == 0 || h.server.secret_size == 0) {
+        give_up_handover(); // TLS 1.2, or something this layer does not carry over: OpenSSL stays
+        return;
+    }
+    if (!io_.in.empty() || SSL_has_pending(ssl_) != 0 || !h.read.at_boundary() ||
+        !h.written.at_boundary()) {
+        return; // part of a record is inside OpenSSL: at the end of a later read
+    }
+    Suite suite{};
+    switch (SSL_CIPHER_get_id(SSL_get_current_cipher(ssl_)) & 0xffff) {
+    case 0x1301:
+        suite = Suite::Aes128Gcm;
+        break;
+    case 0x1302:
+        suite = Suite::Aes256Gcm;
+        break;
+    case 0x1303:
+        suite = Suite::Chacha20Poly1305;
+        break;
+    default:
+        give_up_handover();
+        return;
+    }
+    h.client.sequence = h.read.records();
+    h.server.sequence = h.written.records();
+    records_ = RecordLayer::create(suite, h.client, h.server);
+    give_up_handover();
+    if (records_) {
+        SSL_free(ssl_);
+        ssl_ = nullptr;
+    }
+}
 
 Error Transform::failure(std::string_view what, int ssl_error) {
     failed_ = true;
@@ -144,9 +272,18 @@ core::Result<void> Transform::on_connected(std::string& wire) {
 }
 
 core::Result<void> Transform::handshake() {
+    if (handover_) {
+        // The records this call writes are under the application key if it completes the
+        // handshake (the server's tickets): count them from here.
+        handover_->written = RecordCounter{};
+        io_.write_count = &handover_->written;
+    }
     const int r = SSL_do_handshake(ssl_);
     if (r == 1) {
         established_ = true;
+        if (handover_) {
+            io_.read_count = &handover_->read; // the client's Finished was the last one read
+        }
         if (observer_ != nullptr) {
             observer_->on_handshake_done(SSL_get_version(ssl_), SSL_session_reused(ssl_) != 0);
         }
@@ -176,6 +313,9 @@ core::Result<void> Transform::handshake() {
 
 core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string& plain,
                                       std::string& wire) {
+    if (records_) {
+        return records_->read(in, plain, wire);
+    }
     if (failed_) {
         return core::fail(Code::Tls, Side::Client, "input after a TLS failure");
     }
@@ -195,16 +335,19 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
         if (n > 0) {
             plain.append(buf.data(), static_cast<std::size_t>(n));
             if (io_.in.empty() && SSL_has_pending(ssl_) == 0) {
+                try_handover();
                 return {}; // all input consumed: another SSL_read could only want more
             }
             continue;
         }
         const int err = SSL_get_error(ssl_, n);
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+            try_handover();
             return {};
         }
         if (err == SSL_ERROR_ZERO_RETURN) {
             // The peer's close_notify: what follows is its TCP FIN, reported by the stream.
+            give_up_handover();
             return {};
         }
         return core::Unexpected{failure("TLS record failed", err)};
@@ -228,6 +371,10 @@ core::Result<void> Transform::on_plain(std::span<const std::span<const std::byte
                                        std::string& wire) {
     if (failed_) {
         return core::fail(Code::Tls, Side::Internal, "write after a TLS failure");
+    }
+    if (records_) {
+        records_->write(pieces, wire);
+        return {};
     }
     if (!established_) {
         for (const auto& piece : pieces) {
@@ -273,6 +420,10 @@ core::Result<void> Transform::encrypt_gathered(std::span<const std::span<const s
 }
 
 void Transform::on_close(std::string& wire) {
+    if (records_) {
+        records_->close_notify(wire);
+        return;
+    }
     if (!established_ || failed_) {
         return;
     }

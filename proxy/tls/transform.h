@@ -4,15 +4,23 @@
 // OpenSSL never touches the socket and the stream's write queue, watermarks and send batching
 // carry the encrypted bytes.
 //
+// A TLS 1.3 server connection is handed over to the RecordLayer (record_layer.h) once its
+// handshake is complete and no record is half read: the SSL object is freed and the record
+// layer protects the records from then on (see docs/tls.md, "Handover after the handshake").
+//
 // The handshake runs as wire bytes arrive; plain bytes the owner writes before it completes
 // are held and encrypted once it has. A handshake or record failure is returned with OpenSSL's
 // reason, after the alert it produced was appended to the wire output.
 
 #include "proxy/core/stream_transform.h"
+#include "proxy/tls/record_layer.h"
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 struct ssl_st;
 
@@ -20,10 +28,30 @@ namespace proxy::tls {
 
 class HandshakeObserver;
 
-/// The BIO's view of one transform call: unread wire input and where records go.
+/// Counts the TLS records in a byte stream fed to it in arbitrary pieces.
+class RecordCounter {
+  public:
+    void feed(std::span<const std::byte> bytes) noexcept;
+    /// Complete records seen.
+    std::uint64_t records() const noexcept { return records_; }
+    /// True between records.
+    bool at_boundary() const noexcept { return have_ == 0 && body_left_ == 0; }
+
+  private:
+    std::array<std::uint8_t, 5> header_{};
+    std::size_t have_ = 0;      ///< header bytes collected
+    std::size_t body_left_ = 0; ///< body bytes of the current record still to come
+    std::uint64_t records_ = 0;
+};
+
+/// The BIO's view of one transform call: unread wire input and where records go, and while a
+/// server connection may still be handed over to the RecordLayer, who counts the records
+/// OpenSSL reads and writes under the application keys.
 struct WireIo {
     std::span<const std::byte> in;
-    std::string* out = nullptr; ///< null outside a call (OpenSSL writes nothing then)
+    std::string* out = nullptr;            ///< null outside a call (OpenSSL writes nothing then)
+    RecordCounter* read_count = nullptr;   ///< records OpenSSL consumed, when counting
+    RecordCounter* write_count = nullptr;  ///< records OpenSSL wrote, when counting
 };
 
 /// See the file comment. One per connection; not copyable.
@@ -45,6 +73,12 @@ class Transform final : public core::StreamTransform {
 
     /// True once the handshake completed.
     bool ready() const noexcept override { return established_; }
+    /// True once OpenSSL handed the connection over to the RecordLayer.
+    bool handed_over() const noexcept { return records_ != nullptr; }
+
+    // OpenSSL's callbacks (keylog and message callbacks of the server contexts).
+    void on_keylog(std::string_view line) noexcept;
+    void on_handshake_message() noexcept;
 
   private:
     /// Runs the handshake as far as the input allows; an error on failure.
@@ -53,13 +87,29 @@ class Transform final : public core::StreamTransform {
     core::Result<void> encrypt(std::span<const std::byte> plain);
     /// Encrypts one write of several pieces into as few records as its size allows.
     core::Result<void> encrypt_gathered(std::span<const std::span<const std::byte>> pieces);
+    /// Hands a quiet, established TLS 1.3 server connection over to the RecordLayer and frees
+    /// the SSL object; gives up for good on anything else.
+    void try_handover() noexcept;
+    /// Stops counting for a handover that will not happen.
+    void give_up_handover() noexcept;
     /// Drops errors an earlier failure left in the thread's OpenSSL error queue.
     static void clear_stale_errors() noexcept;
     /// An error with OpenSSL's reason for the last failure.
     core::Error failure(std::string_view what, int ssl_error);
 
-    ssl_st* ssl_;
+    /// What a handover needs, gathered during the handshake (server connections only).
+    struct Handover {
+        TrafficState client; ///< CLIENT_TRAFFIC_SECRET_0 (what we read with)
+        TrafficState server; ///< SERVER_TRAFFIC_SECRET_0 (what we write with)
+        RecordCounter read;  ///< records read under the client's application key
+        RecordCounter written;
+        bool post_handshake_message = false; ///< a KeyUpdate went through OpenSSL: keys moved
+    };
+
+    ssl_st* ssl_; ///< null after the handover
     HandshakeObserver* observer_;
+    std::unique_ptr<Handover> handover_;
+    std::unique_ptr<RecordLayer> records_;
     WireIo io_;       ///< what the BIO reads and writes during one call
     std::string held_; ///< plain bytes written before the handshake completed
     bool established_ = false;

@@ -1,10 +1,14 @@
-// proxy/tls/transform: a server and a client transform talking to each other in memory, with
-// the example's certificate (scripts/example-cert.sh, made by the ctest fixture).
+// proxy/tls/transform and proxy/tls/record_layer: a server and a client transform talking to
+// each other in memory, and a server transform against OpenSSL as the client, with the
+// example's certificate (scripts/example-cert.sh, made by the ctest fixture).
 
 #include "proxy/tls/client_context.h"
 #include "proxy/tls/server_context.h"
+#include "proxy/tls/transform.h"
 
 #include <doctest/doctest.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -100,6 +104,9 @@ TEST_CASE("tls transform: handshake, then plain bytes both ways") {
     REQUIRE(p.server->on_plain(one, p.to_client));
     p.pump();
     CHECK(p.client_plain == "world");
+    // A quiet TLS 1.3 server connection left OpenSSL for the record layer; the client did not.
+    CHECK(dynamic_cast<proxy::tls::Transform&>(*p.server).handed_over());
+    CHECK_FALSE(dynamic_cast<proxy::tls::Transform&>(*p.client).handed_over());
 }
 
 TEST_CASE("tls transform: bytes written during the handshake are held, then sent in order") {
@@ -227,3 +234,187 @@ TEST_CASE("tls transform: garbage fails the handshake with a reason; the next co
     CHECK(fresh.server_plain == "fine");
 }
 
+
+// ---- the record layer a server connection is handed over to, against OpenSSL as the client ----
+
+namespace {
+
+/// An OpenSSL TLS 1.3 client over memory BIOs, talking to a server transform.
+struct RawClient {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL* ssl = nullptr;
+    BIO* in = BIO_new(BIO_s_mem());  // server → client
+    BIO* out = BIO_new(BIO_s_mem()); // client → server
+    std::unique_ptr<proxy::tls::ServerContext> server_ctx;
+    std::unique_ptr<StreamTransform> server;
+    std::string server_plain;
+
+    explicit RawClient(const char* suites) {
+        SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+        REQUIRE(SSL_CTX_set_ciphersuites(ctx, suites) == 1);
+        ssl = SSL_new(ctx);
+        BIO_set_mem_eof_return(in, -1);
+        SSL_set_bio(ssl, in, out);
+        SSL_set_connect_state(ssl);
+        auto s = proxy::tls::ServerContext::create({{{kCert, kKey}}, false, ""});
+        REQUIRE(s);
+        server_ctx = std::move(*s);
+        server = server_ctx->new_transform();
+    }
+    ~RawClient() {
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+    }
+    RawClient(const RawClient&) = delete;
+    RawClient& operator=(const RawClient&) = delete;
+
+    std::string take_out() {
+        std::string bytes(static_cast<std::size_t>(BIO_ctrl_pending(out)), '\0');
+        if (!bytes.empty()) {
+            BIO_read(out, bytes.data(), static_cast<int>(bytes.size()));
+        }
+        return bytes;
+    }
+    /// Feeds the client's output to the server; what the server answers goes to the client.
+    proxy::core::Result<void> to_server() {
+        const std::string bytes = take_out();
+        std::string answer;
+        auto r = server->on_wire(bytes_of(bytes), server_plain, answer);
+        BIO_write(in, answer.data(), static_cast<int>(answer.size()));
+        return r;
+    }
+    void handshake() {
+        for (int i = 0; i < 10 && SSL_do_handshake(ssl) != 1; ++i) {
+            REQUIRE(to_server());
+        }
+        REQUIRE(SSL_is_init_finished(ssl) == 1);
+    }
+    void send(std::string_view text) {
+        REQUIRE(SSL_write(ssl, text.data(), static_cast<int>(text.size())) ==
+                static_cast<int>(text.size()));
+    }
+    /// Everything the client can read now.
+    std::string receive() {
+        std::string got;
+        char buf[4096];
+        for (;;) {
+            const int n = SSL_read(ssl, buf, sizeof(buf));
+            if (n <= 0) {
+                return got;
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    void server_writes(std::string_view text) {
+        const std::span<const std::byte> one[1] = {bytes_of(text)};
+        std::string wire;
+        REQUIRE(server->on_plain(one, wire));
+        BIO_write(in, wire.data(), static_cast<int>(wire.size()));
+    }
+    bool handed_over() { return dynamic_cast<proxy::tls::Transform&>(*server).handed_over(); }
+    /// Handshake, one record to the server ("a"), and the handover done.
+    void establish() {
+        handshake();
+        send("a");
+        REQUIRE(to_server());
+        REQUIRE(handed_over());
+    }
+};
+
+} // namespace
+
+TEST_CASE("tls record layer: every TLS 1.3 suite, both ways, after the handover") {
+    for (const char* suite :
+         {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}) {
+        CAPTURE(suite);
+        RawClient c(suite);
+        c.handshake();
+        c.send("GET / HTTP/1.1\r\n\r\n");
+        REQUIRE(c.to_server());
+        CHECK(c.server_plain == "GET / HTTP/1.1\r\n\r\n");
+        CHECK(c.handed_over());
+        c.server_writes("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        CHECK(c.receive() == "HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        // More than one record's worth from the server: OpenSSL rejects records over 16 KiB.
+        const std::string big(40000, 'b');
+        c.server_writes(big);
+        CHECK(c.receive() == big);
+        c.send(big);
+        c.server_plain.clear();
+        REQUIRE(c.to_server());
+        CHECK(c.server_plain == big);
+    }
+}
+
+TEST_CASE("tls record layer: KeyUpdate from the client, requested and not") {
+    RawClient c("TLS_AES_128_GCM_SHA256");
+    c.establish();
+    // Not requested: only the client's key moves on.
+    REQUIRE(SSL_key_update(c.ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+    c.send("two");
+    REQUIRE(c.to_server());
+    c.server_writes("back1");
+    CHECK(c.receive() == "back1");
+    // Requested: the server answers with its own KeyUpdate and moves its key on.
+    REQUIRE(SSL_key_update(c.ssl, SSL_KEY_UPDATE_REQUESTED) == 1);
+    c.send("three");
+    REQUIRE(c.to_server());
+    c.server_writes("back2");
+    CHECK(c.receive() == "back2");
+    c.send("four");
+    REQUIRE(c.to_server());
+    CHECK(c.server_plain == "atwothreefour");
+}
+
+TEST_CASE("tls record layer: close_notify, then nothing more is read") {
+    RawClient c("TLS_AES_128_GCM_SHA256");
+    c.establish();
+    SSL_shutdown(c.ssl);
+    REQUIRE(c.to_server());
+    CHECK(c.server_plain == "a");
+    std::string wire;
+    c.server->on_close(wire);
+    BIO_write(c.in, wire.data(), static_cast<int>(wire.size()));
+    c.receive();
+    CHECK((SSL_get_shutdown(c.ssl) & SSL_RECEIVED_SHUTDOWN) != 0);
+}
+
+TEST_CASE("tls record layer: a tampered, oversized or unexpected record fails with an alert") {
+    SUBCASE("tampered: bad_record_mac") {
+        RawClient c("TLS_AES_128_GCM_SHA256");
+        c.establish();
+        c.send("secret");
+        std::string bytes = c.take_out();
+        bytes[7] = static_cast<char>(bytes[7] ^ 0x20);
+        std::string answer;
+        auto r = c.server->on_wire(bytes_of(bytes), c.server_plain, answer);
+        REQUIRE(!r);
+        CHECK(r.error().context.find("bad record mac") != std::string::npos);
+        CHECK(c.server_plain == "a");
+        BIO_write(c.in, answer.data(), static_cast<int>(answer.size()));
+        char buf[16];
+        CHECK(SSL_read(c.ssl, buf, sizeof(buf)) <= 0);
+        CHECK(SSL_get_error(c.ssl, -1) == SSL_ERROR_SSL); // the client got our fatal alert
+        // Input after the failure is refused.
+        CHECK(!c.server->on_wire(bytes_of("more"), c.server_plain, answer));
+    }
+    SUBCASE("oversized: record_overflow") {
+        RawClient c("TLS_AES_128_GCM_SHA256");
+        c.establish();
+        const std::string header("\x17\x03\x03\x41\x01", 5); // 16641 > 16384 + 256
+        std::string answer;
+        auto r = c.server->on_wire(bytes_of(header), c.server_plain, answer);
+        REQUIRE(!r);
+        CHECK(r.error().context.find("record over") != std::string::npos);
+        CHECK(!answer.empty());
+    }
+    SUBCASE("change_cipher_spec after the handshake: unexpected_message") {
+        RawClient c("TLS_AES_128_GCM_SHA256");
+        c.establish();
+        std::string answer;
+        auto r = c.server->on_wire(bytes_of(std::string("\x14\x03\x03\x00\x01\x01", 6)),
+                                   c.server_plain, answer);
+        REQUIRE(!r);
+        CHECK(r.error().context.find("change_cipher_spec") != std::string::npos);
+    }
+}
