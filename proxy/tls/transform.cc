@@ -210,6 +210,9 @@ void Transform::try_handover() noexcept {
     Handover& h = *handover_;
     if (SSL_version(ssl_) != TLS1_3_VERSION || h.post_handshake_message ||
         SSL_get_shutdown(ssl_) != 0 || SSL_get_key_update_type(ssl_) != SSL_KEY_UPDATE_NONE ||
+        // A client that negotiated smaller records (RFC 6066 max_fragment_length) keeps them.
+        SSL_SESSION_get_max_fragment_length(SSL_get_session(ssl_)) !=
+            TLSEXT_max_fragment_length_DISABLED ||
         h.client.secret_size == 0 || h.server.secret_size == 0) {
         give_up_handover(); // TLS 1.2, or something this layer does not carry over: OpenSSL stays
         return;

@@ -418,3 +418,15 @@ TEST_CASE("tls record layer: a tampered, oversized or unexpected record fails wi
         CHECK(r.error().context.find("change_cipher_spec") != std::string::npos);
     }
 }
+
+TEST_CASE("tls record layer: a client that negotiated smaller records stays with OpenSSL") {
+    RawClient c("TLS_AES_128_GCM_SHA256");
+    REQUIRE(SSL_set_tlsext_max_fragment_length(c.ssl, TLSEXT_max_fragment_length_512) == 1);
+    c.handshake();
+    c.send("a");
+    REQUIRE(c.to_server());
+    CHECK_FALSE(c.handed_over());
+    const std::string big(3000, 'm');
+    c.server_writes(big); // in records of at most 512 bytes, which the client accepts
+    CHECK(c.receive() == big);
+}
