@@ -731,8 +731,10 @@ describe(`sessions${CLIENT_TLS ? ' (client hop over TLS)' : ''}`, { skip }, () =
         assert.equal(reset.type, 'reset');
         assert.equal(announce.type, 'session');
         assert.notEqual(JSON.parse(announce.data).session, session);
-        // End the new session now so its expiry cannot land in the next test's count.
+        // End the new session now so its expiry cannot land in the next test's count, and wait
+        // for the backend's close 1000: it may be recorded after the 204 arrived.
         assert.equal((await request('DELETE', JSON.parse(announce.data).send)).status, 204);
+        assert.deepEqual((await backendCloses('/chat', before + 1, 1, 4000)).map((c) => c.code), [1000], 'the DELETE reached the backend');
       } finally {
         es.close();
       }
