@@ -1,6 +1,7 @@
 #include "proxy/context.h"
 
 #include "proxy/core/log.h"
+#include "proxy/session/session.h"
 
 #include <vector>
 
@@ -84,8 +85,15 @@ void Context::shutdown_all(bool going_away) {
     // Shutting down retires objects (and may end others): iterate over a snapshot, and skip
     // what left the registry meanwhile. Retired objects are only destroyed later, at the
     // loop's check phase, so no snapshot pointer is reused during this loop.
+    // Sessions go first: each answers what its client holds (a held poll gets the close) while
+    // that client's HTTP connection is still there; the registry's own order is by address, and
+    // a connection ended before its session cancelled the poll unanswered (issue 11). A session
+    // retires itself when shut down, so its second place in the snapshot is skipped.
     std::vector<Closable*> all;
-    all.reserve(live_.size());
+    all.reserve(sessions_.size() + live_.size());
+    for (const auto& [id, session] : sessions_) {
+        all.push_back(session);
+    }
     for (const auto& [key, live] : live_) {
         if (live.closable != nullptr) {
             all.push_back(live.closable);

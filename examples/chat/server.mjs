@@ -10,10 +10,12 @@
 // proxy serves both). Once listening it prints one line to stdout:
 //   chat page on http://HOST:PORT/
 //
-// Also importable: startChatServer({port, host, proxy}) → {port, origin, url, close()}.
+// Also importable: startChatServer({port, host, proxy, tls}) → {port, origin, url, close()};
+// `tls: {cert, key}` (PEM text) serves the page over https (the origin is then https://HOST:PORT).
 
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -25,9 +27,9 @@ const FILES = {
   '/bridge-socket.js': [path.join(HERE, '..', 'client', 'bridge-socket.js'), 'text/javascript; charset=utf-8'],
 };
 
-export function startChatServer({ port = 8000, host = '127.0.0.1', proxy = 'http://127.0.0.1:8080', room = '/chat' } = {}) {
+export function startChatServer({ port = 8000, host = '127.0.0.1', proxy = 'http://127.0.0.1:8080', room = '/chat', tls } = {}) {
   const sockets = new Set();
-  const server = http.createServer((req, res) => {
+  const handler = (req, res) => {
     const { pathname } = new URL(req.url, 'http://page.invalid');
     const headers = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -60,7 +62,8 @@ export function startChatServer({ port = 8000, host = '127.0.0.1', proxy = 'http
       res.writeHead(200, { ...headers, 'Content-Type': file[1], 'Content-Length': body.length });
       res.end(req.method === 'HEAD' ? undefined : body);
     });
-  });
+  };
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -69,7 +72,7 @@ export function startChatServer({ port = 8000, host = '127.0.0.1', proxy = 'http
     server.once('error', reject);
     server.listen(port, host, () => {
       const { port: bound } = server.address();
-      const origin = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+      const origin = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${bound}`;
       resolve({
         port: bound,
         origin,

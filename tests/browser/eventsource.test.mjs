@@ -31,7 +31,7 @@ import path from 'node:path';
 
 // First: it points the harness's log directory at tests/browser/artifacts.
 import {
-  BROWSER_ARTIFACTS, browserSkip, launchChromium, servePage, startRelay, headerOf,
+  BROWSER_ARTIFACTS, browserSkip, launchChromium, servePage, startRelay, headerOf, stopAll,
 } from './lib/browser.mjs';
 import {
   startBackend, startProxy, proxyConfig, proxySkip, withTimeout, httpGet, sleep,
@@ -177,26 +177,14 @@ describe('plain EventSource in headless Chromium', { skip, timeout: 240000 }, ()
     browser = await launchChromium();
   });
 
-  after(async () => {
-    const steps = [
-      ['pages', async () => { for (const p of pages) await withTimeout(p.close(), 5000, 'page close').catch(() => {}); }],
-      ['browser', async () => {
-        const r = await browser?.close();
-        if (r) process.stderr.write(`# chromium pid ${r.browserPid}: ${r.processes} process(es), SIGKILLed after close: ${JSON.stringify(r.killed)}\n`);
-      }],
-      ['relay', () => relay?.close()],
-      ['page server', () => pageServer?.close()],
-      ['proxy', () => proxy?.stop()],
-      ['backend', () => backend?.stop()],
-    ];
-    for (const [what, step] of steps) {
-      try {
-        await step();
-      } catch (err) {
-        process.stderr.write(`# after(): stopping ${what} failed: ${err.message}\n`);
-      }
-    }
-  });
+  after(() => stopAll([
+    ['pages', async () => { for (const p of pages) await withTimeout(p.close(), 5000, 'page close').catch(() => {}); }],
+    ['browser', () => browser?.close()],
+    ['relay', () => relay?.close()],
+    ['page server', () => pageServer?.close()],
+    ['proxy', () => proxy?.stop()],
+    ['backend', () => backend?.stop()],
+  ]));
 
   test('A: /stream?n=500 arrives as exactly "1".."500", lastEventId "<session>.<n>"', { timeout: 60000 }, async () => {
     const page = await openPage('A');

@@ -4,6 +4,13 @@
 //
 //   node --test tests/e2e/sessions.test.mjs
 //   WSBRIDGE_BIN=/path/to/wsbridge node --test tests/e2e/sessions.test.mjs
+//   E2E_CLIENT_TLS=1 node --test tests/e2e/sessions.test.mjs    (ctest: e2e.sessions.tls)
+//
+// With E2E_CLIENT_TLS=1 the whole suite runs with the client hop over TLS: every proxy it starts
+// listens with TLS (the test PKI of lib/tls.mjs, made at run time) and every client (requests,
+// keep-alive agents, SseClient) speaks https trusting the test CA. Nothing else changes: the
+// same SSE resume (Last-Event-ID, ?session=&ack=), long-poll, sending, CORS and limit cases
+// must give the same answers byte for byte.
 //
 // The SSE client is tests/e2e/lib/sse.mjs: a WHATWG event-stream parser plus an EventSource-like
 // client that reconnects with Last-Event-ID as a browser does. Wire formats asserted here are
@@ -38,13 +45,16 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
+import https from 'node:https';
 import { WebSocketServer } from 'ws';
 
 import { startBackend, startProxy, proxyConfig, proxySkip, withTimeout, sleep } from './lib/harness.mjs';
-import { httpRequest, metricDelta, metricSum, scrape } from './lib/hostile.mjs';
+import { metricDelta, metricSum, scrape } from './lib/hostile.mjs';
 import { SseClient, EventStreamParser, parseEventStream } from './lib/sse.mjs';
+import { makePki, opensslSkip } from './lib/tls.mjs';
 
-const skip = proxySkip();
+const CLIENT_TLS = process.env.E2E_CLIENT_TLS === '1';
+const skip = proxySkip() || (CLIENT_TLS && opensslSkip());
 const T = 15000; // per-test timeout
 const SESSION_RE = /^[A-Za-z0-9_-]{22}$/; // 128 random bits, URL-safe base64, no instance prefix
 const FAST = { messages_per_second: 100000, burst: 100000 }; // rate that never limits the tests
@@ -52,18 +62,27 @@ const FAST = { messages_per_second: 100000, burst: 100000 }; // rate that never 
 let backend;
 let proxy;
 let ctl; // a backend each test drives by hand (startControlBackend)
+let pki; // CLIENT_TLS: the test PKI
+let clientTls; // CLIENT_TLS: Node TLS client options ({ca}) for every client; else undefined
+const web = CLIENT_TLS ? https : http; // the clients' module
+
+/** Listener options for proxyConfig(): one listener, TLS with the test certificate if CLIENT_TLS. */
+const listen = () => (CLIENT_TLS ? { listen: [{ address: '127.0.0.1:0', tls: { cert: pki.server.cert, key: pki.server.key } }] } : {});
+/** An SseClient for the proxy on `port` (https if CLIENT_TLS). */
+const sseClient = (port, path, opts = {}) => new SseClient(port, path, { ...opts, tls: clientTls });
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
 
-/** One request on a fresh connection; resolves {status, headers, body, raw, ms}. */
-function request(method, path, { headers = {}, body, ms = 5000, agent = false } = {}) {
+/** One request to the proxy (`port`: another one) on a fresh connection unless `agent`;
+ *  resolves {status, headers, body, raw, ms}. */
+function request(method, path, { headers = {}, body, ms = 5000, agent = false, port = proxy.port } = {}) {
   const started = performance.now();
   return withTimeout(new Promise((resolve, reject) => {
     const payload = body === undefined ? null : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
     const h = { ...headers };
     if (payload) h['Content-Length'] = String(payload.length);
-    const req = http.request({ host: '127.0.0.1', port: proxy.port, path, method, headers: h, agent }, (res) => {
+    const req = web.request({ host: '127.0.0.1', port, path, method, headers: h, agent, ...clientTls }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
@@ -155,7 +174,7 @@ async function postOk(sendUrl, seq, body, opts) {
 
 /** Opens an SSE stream on path; resolves {es, conn, announce, session, send}. */
 async function sseOpen(path, { headers, lastEventId } = {}) {
-  const es = new SseClient(proxy.port, path, { headers, lastEventId });
+  const es = sseClient(proxy.port, path, { headers, lastEventId });
   const conn = await es.connect();
   assert.equal(conn.status, 200, `SSE ${path}: status ${conn.status}`);
   const [announce] = await es.waitForEvents(1, 3000);
@@ -309,8 +328,12 @@ describe('event-stream parser (lib/sse.mjs)', () => {
   });
 });
 
-describe('sessions', { skip }, () => {
+describe(`sessions${CLIENT_TLS ? ' (client hop over TLS)' : ''}`, { skip }, () => {
   before(async () => {
+    if (CLIENT_TLS) {
+      pki = makePki();
+      clientTls = { ca: pki.ca.pem.cert };
+    }
     backend = await startBackend({ label: 'sessions-backend' });
     ctl = await startControlBackend();
     const ctlUrl = (p) => `ws://127.0.0.1:${ctl.port}${p}`;
@@ -330,18 +353,20 @@ describe('sessions', { skip }, () => {
       { path: '/ctl', backend: ctlUrl('/ctl'), rate: FAST },
       { path: '/ctlshort', backend: ctlUrl('/ctlshort'), resume_window: '1s', rate: FAST },
       { path: '/rate', backend: backend.url('/echo'), rate: { messages_per_second: 1, burst: 5 } },
-    ]), { label: 'sessions-proxy' });
+    ], listen()), { label: 'sessions-proxy' });
+    if (CLIENT_TLS) assert.deepEqual(proxy.tlsPorts, [proxy.port], 'the listener is TLS');
   });
   after(async () => {
     await proxy?.stop();
     await ctl?.close();
     await backend?.stop();
+    pki?.cleanup();
   });
 
   // ------------------------------------------------------------------------------------------
   describe('SSE', () => {
     test('response head and the session announce arrive at once', { timeout: T }, async () => {
-      const es = new SseClient(proxy.port, '/echo');
+      const es = sseClient(proxy.port, '/echo');
       const conn = await es.connect();
       try {
         assert.equal(conn.status, 200);
@@ -457,7 +482,7 @@ describe('sessions', { skip }, () => {
 
     test('cut mid-stream, reconnect with Last-Event-ID: no loss, no duplicate', { timeout: T }, async () => {
       const before = (await backendStats()).byPath['/stream'] ?? 0;
-      const es = new SseClient(proxy.port, '/stream?n=2000');
+      const es = sseClient(proxy.port, '/stream?n=2000');
       // Connection 0: cut right after the 300th message event (rest of that chunk unparsed).
       es.cutWhen = (ev, conn) => conn.index === 0 && conn.events.length === 301;
       await es.connect();
@@ -500,13 +525,13 @@ describe('sessions', { skip }, () => {
 
     test('a new EventSource resumes by URL: ?session=S&ack=N, and Last-Event-ID wins over it', { timeout: T }, async () => {
       const before = (await backendStats()).byPath['/stream'] ?? 0;
-      const first = new SseClient(proxy.port, '/stream?n=50');
+      const first = sseClient(proxy.port, '/stream?n=50');
       await first.connect();
       await first.waitFor(() => first.events.filter(isMessage).length === 50, 5000, '50 messages');
       const session = JSON.parse(first.events[0].data).session;
       first.close();
       // A new object (page reload): only the URL can carry the position.
-      const byUrl = new SseClient(proxy.port, `/stream?session=${session}&ack=20`);
+      const byUrl = sseClient(proxy.port, `/stream?session=${session}&ack=20`);
       await byUrl.connect();
       await byUrl.waitFor(() => byUrl.events.filter(isMessage).length === 30, 5000, '30 messages');
       await sleep(50);
@@ -517,7 +542,7 @@ describe('sessions', { skip }, () => {
         { session, last_seq: 20 });
       assert.deepEqual(rest.map((e) => e.data), Array.from({ length: 30 }, (_, i) => String(i + 21)));
       // EventSource's own reconnect of that object sends Last-Event-ID, which is newer: it wins.
-      const again = new SseClient(proxy.port, `/stream?session=${session}&ack=20`, { lastEventId: `${session}.45` });
+      const again = sseClient(proxy.port, `/stream?session=${session}&ack=20`, { lastEventId: `${session}.45` });
       await again.connect();
       await again.waitFor(() => again.events.filter(isMessage).length === 5, 5000, '5 messages');
       await sleep(50);
@@ -534,7 +559,7 @@ describe('sessions', { skip }, () => {
       live.es.close();
       for (const [forged, reason] of [['AAAAAAAAAAAAAAAAAAAAAA.5', 'unknown'], ['not a valid id', 'invalid'],
         [`${live.session}.0`, 'other route']]) {
-        const es = new SseClient(proxy.port, '/echo', { lastEventId: forged });
+        const es = sseClient(proxy.port, '/echo', { lastEventId: forged });
         try {
           const conn = await es.connect();
           assert.equal(conn.requestHeaders['Last-Event-ID'], forged);
@@ -603,7 +628,7 @@ describe('sessions', { skip }, () => {
         assert.equal(close.lastEventId, `${session}.2`, 'the close is at the position after the message');
         await es.waitForEnd(3000);
         // A client that missed the message gets it, then the close again.
-        const late = new SseClient(proxy.port, '/close?code=4001&reason=bye&after=message', { lastEventId: `${session}.0` });
+        const late = sseClient(proxy.port, '/close?code=4001&reason=bye&after=message', { lastEventId: `${session}.0` });
         const lc = await late.connect();
         assert.equal(lc.status, 200);
         await late.waitForEnd(3000);
@@ -706,8 +731,10 @@ describe('sessions', { skip }, () => {
         assert.equal(reset.type, 'reset');
         assert.equal(announce.type, 'session');
         assert.notEqual(JSON.parse(announce.data).session, session);
-        // End the new session now so its expiry cannot land in the next test's count.
+        // End the new session now so its expiry cannot land in the next test's count, and wait
+        // for the backend's close 1000: it may be recorded after the 204 arrived.
         assert.equal((await request('DELETE', JSON.parse(announce.data).send)).status, 204);
+        assert.deepEqual((await backendCloses('/chat', before + 1, 1, 4000)).map((c) => c.code), [1000], 'the DELETE reached the backend');
       } finally {
         es.close();
       }
@@ -894,7 +921,7 @@ describe('sessions', { skip }, () => {
       assert.deepEqual(down.messages, Array.from({ length: 1000 }, (_, i) => ({ seq: i + 1, text: String(i + 1) })));
       // client → backend → client: 500 single POSTs, then 5 batches of 100, polled concurrently,
       // over keep-alive connections as a browser does.
-      const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+      const agent = new web.Agent({ keepAlive: true, maxSockets: 2, ...clientTls });
       try {
         const s = await lpOpen('/echo');
         const collecting = lpCollect(s.poll, 1000, { ms: 20000, agent });
@@ -1133,7 +1160,7 @@ describe('sessions', { skip }, () => {
     test('CORS: a disallowed Origin gets 403 on SSE, open, poll, POST, DELETE and preflight', { timeout: T }, async () => {
       const evil = { Origin: 'http://evil.example' };
       const noGrant = (res, what) => assert.equal(res.headers['access-control-allow-origin'], undefined, `${what}: no ACAO`);
-      const es = new SseClient(proxy.port, '/cors', { headers: evil });
+      const es = sseClient(proxy.port, '/cors', { headers: evil });
       const c = await es.connect();
       await es.waitForEnd(3000);
       assert.equal(c.status, 403, 'SSE');
@@ -1170,7 +1197,7 @@ describe('sessions', { skip }, () => {
     }
 
     const sseStatus = async (path, lastEventId) => {
-      const es = new SseClient(proxy.port, path, { lastEventId });
+      const es = sseClient(proxy.port, path, { lastEventId });
       try {
         const conn = await es.connect();
         await es.waitForEnd(3000);
@@ -1262,7 +1289,7 @@ describe('sessions', { skip }, () => {
         assert.equal(code, 'unknown_session');
         assert.ok(forgotten >= 950 && forgotten < 2000, `forgotten ${forgotten.toFixed(0)} ms after the DELETE (resume_window 1s)`);
         // Afterwards a reconnect is a reset, as for any unknown session; end that one at once.
-        const late = new SseClient(proxy.port, '/ctlshort', { lastEventId: `${session}.1` });
+        const late = sseClient(proxy.port, '/ctlshort', { lastEventId: `${session}.1` });
         try {
           await late.connect();
           const [reset, announce] = await late.waitForEvents(2, 3000);
@@ -1298,8 +1325,8 @@ describe('sessions', { skip }, () => {
         // Now it has seen the close: 204.
         assert.equal((await es.reconnect()).status, 204);
         // Every other position gets the close too: by URL at 1, and from the start.
-        const byUrl = new SseClient(proxy.port, `/ctl?session=${session}&ack=1`);
-        const fromStart = new SseClient(proxy.port, '/ctl', { lastEventId: `${session}.0` });
+        const byUrl = sseClient(proxy.port, `/ctl?session=${session}&ack=1`);
+        const fromStart = sseClient(proxy.port, '/ctl', { lastEventId: `${session}.0` });
         try {
           for (const [client, expected] of [[byUrl, [['session', '1'], ['close', '{"code":4001,"reason":"kicked"}']]],
             [fromStart, [['session', '0'], ['message', 'm1'], ['close', '{"code":4001,"reason":"kicked"}']]]]) {
@@ -1412,7 +1439,7 @@ describe('sessions', { skip }, () => {
       before(async () => {
         mp = await startProxy(proxyConfig([
           { path: '/m', backend: backend.url('/echo'), rate: FAST, idle_timeout: '2s' },
-        ], { extra: 'admin: { address: 127.0.0.1:0 }\nlimits: { max_post_body: 16k }\n' }), { label: 'sessions-metrics-proxy' });
+        ], { ...listen(), extra: 'admin: { address: 127.0.0.1:0 }\nlimits: { max_post_body: 16k }\n' }), { label: 'sessions-metrics-proxy' });
         adminPort = Number((await mp.waitForLog(/event=admin_listening address=127\.0\.0\.1:(\d+)/))[1]);
       });
       after(async () => {
@@ -1431,13 +1458,13 @@ describe('sessions', { skip }, () => {
       }
 
       test('issue 10: a session POST over max_post_body (413 from the parser) names its method and counts as transport="session"', { timeout: T }, async () => {
-        const open = await httpRequest(mp.port, 'GET', '/m?transport=longpoll');
+        const open = await request('GET', '/m?transport=longpoll', { port: mp.port });
         assert.equal(open.status, 200, open.body);
         const { send } = JSON.parse(open.body);
         const before = await scrape(adminPort);
         const logsBefore = mp.stderr().split('\n').length;
         const body = 'x'.repeat(16 * 1024 + 1); // one byte over: the parser stops at the last one
-        const res = await httpRequest(mp.port, 'POST', `${send}&seq=1`, { headers: { 'Content-Type': 'text/plain' }, body });
+        const res = await request('POST', `${send}&seq=1`, { port: mp.port, headers: { 'Content-Type': 'text/plain' }, body });
         assert.equal(res.status, 413, res.body);
         assert.equal(JSON.parse(res.body).error, 'payload_too_large');
         assert.equal(await metricDelta(adminPort, before, 'wsbridge_rejections_total',
@@ -1448,15 +1475,15 @@ describe('sessions', { skip }, () => {
         assert.ok(line, 'a http_rejected line for the 413');
         assert.match(line, /\bmethod="?POST"?(\s|$)/, `the log line names the method: ${line}`);
         // The session is unharmed.
-        assert.equal((await httpRequest(mp.port, 'POST', `${send}&seq=1`, { headers: { 'Content-Type': 'text/plain' }, body: 'fits' })).status, 200);
-        assert.equal((await httpRequest(mp.port, 'DELETE', send)).status, 204);
+        assert.equal((await request('POST', `${send}&seq=1`, { port: mp.port, headers: { 'Content-Type': 'text/plain' }, body: 'fits' })).status, 200);
+        assert.equal((await request('DELETE', send, { port: mp.port })).status, 204);
       });
 
       test('issue 10: wsbridge_connections counts SSE streams and held polls, back to 0 when they end', { timeout: T }, async () => {
         await waitGauge('sse', 0, 'at rest');
         await waitGauge('longpoll', 0, 'at rest');
         // Two SSE streams.
-        const streams = [new SseClient(mp.port, '/m'), new SseClient(mp.port, '/m')];
+        const streams = [sseClient(mp.port, '/m'), sseClient(mp.port, '/m')];
         const sessions = [];
         try {
           for (const es of streams) {
@@ -1467,20 +1494,20 @@ describe('sessions', { skip }, () => {
           await waitGauge('sse', 2, 'with two streams');
           streams[0].close();
           await waitGauge('sse', 1, 'after one client left');
-          assert.equal((await httpRequest(mp.port, 'DELETE', sessions[1])).status, 204);
+          assert.equal((await request('DELETE', sessions[1], { port: mp.port })).status, 204);
           await waitGauge('sse', 0, 'after the other stream got its close');
         } finally {
           for (const es of streams) es.close();
         }
         // Two held polls (hold 1 s): one answered by a message, one whose client leaves.
         const opens = [];
-        for (let i = 0; i < 2; i++) opens.push(JSON.parse((await httpRequest(mp.port, 'GET', '/m?transport=longpoll')).body));
-        const answered = httpRequest(mp.port, 'GET', `${opens[0].poll}&ack=0`, { ms: 3000 });
-        const leaving = http.get({ host: '127.0.0.1', port: mp.port, path: `${opens[1].poll}&ack=0`, agent: false });
+        for (let i = 0; i < 2; i++) opens.push(JSON.parse((await request('GET', '/m?transport=longpoll', { port: mp.port })).body));
+        const answered = request('GET', `${opens[0].poll}&ack=0`, { port: mp.port, ms: 3000 });
+        const leaving = web.get({ host: '127.0.0.1', port: mp.port, path: `${opens[1].poll}&ack=0`, agent: false, ...clientTls });
         leaving.on('error', () => {});
         try {
           await waitGauge('longpoll', 2, 'with two held polls');
-          assert.equal((await httpRequest(mp.port, 'POST', `${opens[0].send}&seq=1`, { headers: { 'Content-Type': 'text/plain' }, body: 'wake' })).status, 200);
+          assert.equal((await request('POST', `${opens[0].send}&seq=1`, { port: mp.port, headers: { 'Content-Type': 'text/plain' }, body: 'wake' })).status, 200);
           assert.equal((await answered).body, '{"messages":[{"seq":1,"text":"wake"}]}');
           await waitGauge('longpoll', 1, 'after one poll was answered');
           leaving.destroy();
@@ -1488,7 +1515,7 @@ describe('sessions', { skip }, () => {
         } finally {
           leaving.destroy();
         }
-        for (const o of opens) assert.equal((await httpRequest(mp.port, 'DELETE', o.send)).status, 204);
+        for (const o of opens) assert.equal((await request('DELETE', o.send, { port: mp.port })).status, 204);
         assert.equal(await gauge('sse'), 0);
         assert.equal(await gauge('longpoll'), 0);
       });

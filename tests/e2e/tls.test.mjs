@@ -61,6 +61,30 @@ function run(cmd, args, { ms = 10000, input } = {}) {
 
 const curl = (args, ms = 10000) => run('curl', ['-sS', '--cacert', pki.ca.cert, ...args], { ms });
 
+/**
+ * An SSE stream read by curl (trusting the test CA; `args` before the URL, e.g. headers).
+ * waitOut(re, what) resolves re's match on stdout so far (bounded); exited resolves curl's exit
+ * code; kill() ends it (SIGKILL) if it still runs.
+ */
+function curlSse(url, args = []) {
+  const child = spawn('curl', ['-sS', '-N', '--cacert', pki.ca.cert, '-m', '15', '-H', 'Accept: text/event-stream', ...args, url],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = { out: '', err: '' };
+  child.stdout.on('data', (d) => (r.out += d));
+  child.stderr.on('data', (d) => (r.err += d));
+  r.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  r.waitOut = async (re, what) => {
+    const deadline = Date.now() + 5000;
+    while (!re.test(r.out)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; curl stdout: ${r.out} stderr: ${r.err}`);
+      await sleep(20);
+    }
+    return re.exec(r.out);
+  };
+  r.kill = () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
+  return r;
+}
+
 /** openssl s_client against port; stdin closed at once. */
 const sClient = (p, args) => run('openssl', ['s_client', '-connect', `127.0.0.1:${p}`, '-CAfile', pki.ca.cert, ...args], { ms: 10000, input: '' });
 
@@ -270,22 +294,9 @@ describe('TLS listeners', { skip }, () => {
     });
 
     test('curl https: SSE stream, POST ?session=S&seq=1 echoed on it, DELETE ends it', { timeout: T }, async () => {
-      const sse = spawn('curl', ['-sS', '-N', '--cacert', pki.ca.cert, '-m', '15', '-H', 'Accept: text/event-stream',
-        `https://127.0.0.1:${port}/echo`], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      sse.stdout.on('data', (d) => (out += d));
-      sse.stderr.on('data', (d) => (err += d));
-      const exited = new Promise((resolve) => sse.on('exit', (code) => resolve(code)));
+      const sse = curlSse(`https://127.0.0.1:${port}/echo`);
+      const { waitOut } = sse;
       try {
-        const waitOut = async (re, what) => {
-          const deadline = Date.now() + 5000;
-          while (!re.test(out)) {
-            if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; curl stdout: ${out} stderr: ${err}`);
-            await sleep(20);
-          }
-          return re.exec(out);
-        };
         const m = await waitOut(/event: session\ndata: (\{.*\})\n/, 'the session event');
         const announce = JSON.parse(m[1]);
         assert.match(announce.send, /^\/echo\?session=[A-Za-z0-9_-]{22}$/);
@@ -299,10 +310,44 @@ describe('TLS listeners', { skip }, () => {
         assert.equal(del.stdout, '204');
         await waitOut(/event: close\ndata: \{"code":1000,/, 'the close event');
         // The stream then ends: curl exits 0 by itself (no -m timeout: that would be 28).
-        assert.equal(await withTimeout(exited, 5000, 'curl to end'), 0, err);
+        assert.equal(await withTimeout(sse.exited, 5000, 'curl to end'), 0, sse.err);
       } finally {
-        if (sse.exitCode === null) sse.kill('SIGKILL');
+        sse.kill();
       }
+    });
+
+    test('curl https: SSE resume by Last-Event-ID and by ?session=S&ack=N, byte-exact', { timeout: T }, async () => {
+      // The full resume flows over https are in sessions.test.mjs (ctest e2e.sessions.tls, Node
+      // clients); this is the same resume by a client that is not Node.
+      const base = `https://127.0.0.1:${port}`;
+      const first = curlSse(`${base}/echo`);
+      let s;
+      try {
+        const announce = JSON.parse((await first.waitOut(/event: session\ndata: (\{.*\})\n/, 'the session event'))[1]);
+        s = announce.session;
+        const post = await curl(['-X', 'POST', '-H', 'Content-Type: application/json', '--data',
+          '[{"text":"m1"},{"text":"m2"},{"text":"m3"}]', `${base}${announce.send}&seq=1&batch=1`]);
+        assert.equal(post.stdout, '{"next_seq":4}', post.stderr);
+        await first.waitOut(new RegExp(`\ndata: m3\nid: ${s}\\.3\n\n`), 'm3');
+      } finally {
+        first.kill();
+      }
+      const stream = (lastSeq, messages) => `retry: 1000\nevent: session\ndata: ${JSON.stringify({ session: s, send: `/echo?session=${s}`, heartbeat_ms: 30000, last_seq: lastSeq })}\n` +
+        `id: ${s}.${lastSeq}\n\n${messages.map((n) => `data: m${n}\nid: ${s}.${n}\n\n`).join('')}`;
+      // A client that had seen m1 reconnects as EventSource does, and a new one resumes by URL.
+      for (const [what, url, args, lastSeq] of [['Last-Event-ID', `${base}/echo`, ['-H', `Last-Event-ID: ${s}.1`], 1],
+        ['?session=&ack=', `${base}/echo?session=${s}&ack=2`, [], 2]]) {
+        const again = curlSse(url, args);
+        try {
+          await again.waitOut(/\ndata: m3\n/, `m3 after resuming by ${what}`);
+          await sleep(100); // nothing more may come
+          assert.equal(again.out, stream(lastSeq, [2, 3].filter((n) => n > lastSeq)), `resume by ${what}`);
+        } finally {
+          again.kill();
+        }
+      }
+      const del = await curl(['-X', 'DELETE', '-o', '/dev/null', '-w', '%{http_code}', `${base}/echo?session=${s}`]);
+      assert.equal(del.stdout, '204');
     });
 
     test('curl https: long-poll open, POST, poll, DELETE', { timeout: T }, async () => {

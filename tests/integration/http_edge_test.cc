@@ -221,4 +221,43 @@ TEST_CASE("edge: a draining proxy refuses new connections with 503") {
     h.finish();
 }
 
+TEST_CASE("issue 11: a drain answers every held poll with the close 1001 before ending its "
+          "connection") {
+    // SPEC §5 shutdown drain: a long-poll client gets the close signal. Server::stop(true) shut
+    // down its registry in hash order, so a held poll's HTTP connection could be ended first
+    // (the poll cancelled, no answer) and its client saw a network error instead of the 1001
+    // (found by the browser fallback suite over https, scenario d4). With several sessions some
+    // connection came before its session in that order.
+    Harness h;
+    constexpr std::size_t kSessions = 16;
+    std::vector<RawClient*> polls;
+    for (std::size_t i = 0; i < kSessions; ++i) {
+        RawClient& open = h.connect();
+        open.send(get_request("/chat?transport=longpoll"));
+        REQUIRE(h.wait_response(open));
+        const auto r = open.response();
+        REQUIRE(r->status == 200);
+        const std::string key = "{\"session\":\"";
+        REQUIRE(r->body.rfind(key, 0) == 0);
+        const std::string id =
+            r->body.substr(key.size(), r->body.find('"', key.size()) - key.size());
+        RawClient& poll = h.connect();
+        poll.send(get_request("/chat?session=" + id + "&ack=0"));
+        polls.push_back(&poll);
+    }
+    REQUIRE(h.until([&] {
+        return h.metrics().gauge("wsbridge_connections", {{"transport", "longpoll"}}) ==
+               static_cast<std::int64_t>(kSessions);
+    }));
+    h.drain();
+    for (RawClient* poll : polls) {
+        REQUIRE(h.wait_response(*poll));
+        CHECK(poll->response()->status == 200);
+        CHECK(poll->response()->body ==
+              R"({"messages":[],"close":{"code":1001,"reason":"proxy shutting down"}})");
+        CHECK(h.until([&] { return poll->eof(); }));
+    }
+    h.finish();
+}
+
 } // namespace proxy::test

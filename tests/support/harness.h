@@ -71,6 +71,10 @@ class Harness {
         return run_until(loop, pred, timeout_ms);
     }
 
+    /// Server::stop(true), as SIGTERM does: stop listening, close sessions and relays with
+    /// 1001, end connections. finish() still follows.
+    void drain() { server_->stop(true); }
+
     /// The clean-loop check (CHECKs inside): Server::stop(), then every proxy connection is
     /// gone (live_count() == 0), every client and backend peer saw its connection end and
     /// closed, no handle is left open, and Loop::close_all() returns true.

@@ -19,6 +19,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 export const BROWSER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -39,6 +40,24 @@ function bounded(promise, ms, what) {
       timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Teardown for after(): runs each [what, fn] step in order, each bounded by ms; a step that
+ * fails or hangs is reported on stderr and the next one still runs. What a closed
+ * launchChromium() reports (its PID, process count, stragglers killed) goes to stderr too.
+ */
+export async function stopAll(steps, ms = 20000) {
+  for (const [what, step] of steps) {
+    try {
+      const r = await bounded(Promise.resolve().then(step), ms, `stopping ${what}`);
+      if (r?.browserPid !== undefined) {
+        process.stderr.write(`# chromium pid ${r.browserPid}: ${r.processes} process(es), SIGKILLed after close: ${JSON.stringify(r.killed)}\n`);
+      }
+    } catch (err) {
+      process.stderr.write(`# after(): stopping ${what} failed: ${err.message}\n`);
+    }
+  }
 }
 
 /** node:test `skip` value: false, or why the browser layer cannot run here. */
@@ -223,7 +242,11 @@ export function headerOf(head, name) {
 }
 
 /**
- * A byte relay 127.0.0.1:port → 127.0.0.1:targetPort that the test controls:
+ * A byte relay 127.0.0.1:port → 127.0.0.1:targetPort that the test controls. With `tls`
+ * ({cert, key, ca}: PEM text) it terminates TLS on both hops: the browser's connection is a TLS
+ * server with cert/key, the one to targetPort a TLS client that trusts `ca`, so the relay sees
+ * (and matches) the requests in the clear and a cut is a TCP cut of both TLS connections.
+ * Refused connections are closed before any TLS byte, as the plain relay closes them.
  *  - conns: one record per accepted connection {id, request, response (heads), down (bytes
  *    forwarded to the client), cut, closed}
  *  - cutAfter(bytes, match): the next connection whose request head matches `match` is cut once
@@ -235,15 +258,17 @@ export function headerOf(head, name) {
  *    accepted) until release().
  *  - release(): connects the held connections upstream and forwards their buffered bytes.
  */
-export function startRelay(targetPort) {
+export function startRelay(targetPort, { tls: tlsOpts } = {}) {
   const conns = [];
   const held = [];
   let holding = false;
   let refusing = false;
   let rule = null;
+  const secureContext = tlsOpts ? tls.createSecureContext({ cert: tlsOpts.cert, key: tlsOpts.key }) : null;
 
   const connectUpstream = (c) => {
-    const up = net.connect(targetPort, '127.0.0.1');
+    const up = tlsOpts ? tls.connect({ port: targetPort, host: '127.0.0.1', ca: tlsOpts.ca })
+      : net.connect(targetPort, '127.0.0.1');
     c.upstream = up;
     // After a cut the client socket is finished by the cut itself (its last write must flush).
     up.on('error', () => { if (!c.cut) c.client.destroy(); });
@@ -279,8 +304,11 @@ export function startRelay(targetPort) {
   };
 
   const sockets = new Set();
-  const server = net.createServer((client) => {
-    sockets.add(client);
+  const server = net.createServer((raw) => {
+    sockets.add(raw);
+    raw.on('error', () => {});
+    raw.on('close', () => sockets.delete(raw));
+    const client = secureContext && !refusing ? new tls.TLSSocket(raw, { isServer: true, secureContext }) : raw;
     const c = {
       id: conns.length + 1, client, upstream: null, pending: [], requestText: '', requestHead: null,
       responseText: '', responseHead: null, down: 0, cut: false, closed: false, held: holding,
@@ -290,7 +318,6 @@ export function startRelay(targetPort) {
     conns.push(c);
     client.on('error', () => {});
     client.on('close', () => {
-      sockets.delete(client);
       c.closed = true;
       c.upstream?.destroy();
     });
@@ -316,7 +343,7 @@ export function startRelay(targetPort) {
       const { port } = server.address();
       resolve({
         port,
-        origin: `http://127.0.0.1:${port}`,
+        origin: `${tlsOpts ? 'https' : 'http'}://127.0.0.1:${port}`,
         conns,
         /** Connections that sent a complete request head. */
         requests: () => conns.filter((c) => c.requestHead !== null),

@@ -8,6 +8,17 @@
 //    X-Accel-Buffering` and no `proxy_http_version 1.1`: no Upgrade reaches the app, and an
 //    event stream is held in nginx's buffers.
 //
+// And their https counterparts (a browser sends CONNECT for every https request through a
+// forward proxy, so a plain squid sees nothing of what goes through the tunnel):
+//
+//  - startSquid({bump}): the same squid intercepting TLS (ssl-bump, Debian's squid-openssl
+//    flavour) with a CA the browser trusts, as a corporate proxy with its own root does:
+//    server-first bumping (peek at the CONNECT, stare at the server, bump), certificates minted
+//    from the server's, signed by that CA. Upgrade headers are dropped (squid 5's default, no
+//    http_upgrade_request_protocols rule), so a WebSocket handshake reaches the server as a
+//    plain GET; responses stream as without TLS.
+//  - startNginx({tls}): the same nginx terminating TLS, proxying to https upstreams.
+//
 // Each instance renders its config into a fresh mkdtemp dir (chmod 755: as root squid drops to
 // `proxy` and nginx's worker to `nobody`), runs in the foreground as a child of this process
 // with a bounded readiness wait, and is stopped by its PID (SIGTERM, then SIGKILL).
@@ -21,6 +32,7 @@ import path from 'node:path';
 import { descendants } from './browser.mjs';
 
 export const SQUID_BIN = process.env.SQUID_BIN || '/usr/sbin/squid';
+export const SQUID_CERTGEN = process.env.SQUID_CERTGEN || '/usr/lib/squid/security_file_certgen';
 export const NGINX_BIN = process.env.NGINX_BIN || '/usr/sbin/nginx';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -34,9 +46,13 @@ function executable(file) {
   }
 }
 
-/** node:test `skip` value: false, or why squid/nginx cannot run (fails loudly under ctest). */
-export function intermediarySkip() {
-  const missing = [[SQUID_BIN, 'squid'], [NGINX_BIN, 'nginx']].filter(([f]) => !executable(f)).map(([, n]) => n);
+/**
+ * node:test `skip` value: false, or why squid/nginx cannot run (fails loudly under ctest).
+ * bump: squid must be able to intercept TLS (startSquid({bump})).
+ */
+export function intermediarySkip({ bump = false } = {}) {
+  const missing = [[SQUID_BIN, 'squid-openssl'], [NGINX_BIN, 'nginx']].filter(([f]) => !executable(f)).map(([, n]) => n);
+  if (bump && missing.length === 0 && !squidCanBump()) missing.push('squid-openssl (squid has no ssl-bump)');
   if (missing.length === 0 || process.env.E2E_REQUIRE_PROXY === '1') return false;
   return `Debian package(s) ${missing.join(', ')} not installed (scripts/setup.sh installs them)`;
 }
@@ -196,17 +212,58 @@ function chownTree(dir, user) {
   if (r.status !== 0) throw new Error(`chown -R ${user} ${dir} failed: ${r.stderr}`);
 }
 
+// TLS interception (bump): replaces the plain http_port line. Server-first bumping: peek at the
+// CONNECT (step 1), stare at the server's certificate (step 2), bump (step 3), so the minted
+// certificate copies the server's names. The server's chain is verified against the CA; only
+// its name check is waived, because squid 5.7 matches the host against CN and DNS names only and
+// the test servers are reached as 127.0.0.1 (an IP SAN). No http_upgrade_request_protocols
+// rule: squid's default drops every Upgrade offer.
+const SQUID_BUMP = `http_port 127.0.0.1:$SQUID_PORT ssl-bump tls-cert=$DIR/bump-ca.crt tls-key=$DIR/bump-ca.key generate-host-certificates=on dynamic_cert_mem_cache_size=4MB
+sslcrtd_program $CERTGEN -s $DIR/ssl_db -M 4MB
+sslcrtd_children 1 startup=1 idle=1
+acl step1 at_step SslBump1
+acl step2 at_step SslBump2
+ssl_bump peek step1
+ssl_bump stare step2
+ssl_bump bump all
+tls_outgoing_options cafile=$DIR/bump-ca.crt
+acl ip_san_host ssl_error SQUID_X509_V_ERR_DOMAIN_MISMATCH
+sslproxy_cert_error allow ip_san_host
+sslproxy_cert_error deny all`;
+
+/** True when squid was built with OpenSSL (Debian's squid-openssl): it can ssl-bump. */
+function squidCanBump() {
+  const r = spawnSync(SQUID_BIN, ['-v'], { timeout: 10000, encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('--with-openssl') && executable(SQUID_CERTGEN);
+}
+
 /**
  * Starts squid on 127.0.0.1:<free port>. Resolves {port, pid, dir, accessLog(), stop()}.
  * stop() removes the instance's /dev/shm segments if squid had to be SIGKILLed.
+ * bump: {ca: {cert, key} (files), sslPorts: [port, ...]} intercepts TLS with that CA (see
+ * SQUID_BUMP); sslPorts join SSL_ports, standing in for 443 (tests cannot bind it), so CONNECT
+ * to them is allowed while the Debian ACLs stay as they are.
  */
-export async function startSquid() {
+export async function startSquid({ bump } = {}) {
+  if (bump && !squidCanBump()) {
+    throw new Error(`${SQUID_BIN} cannot ssl-bump (the GnuTLS flavour?) or ${SQUID_CERTGEN} is missing: ` +
+      'install Debian\'s squid-openssl (scripts/setup.sh)');
+  }
   const port = await freePort();
   const root = tempDir('wsbridge-squid-');
   const dir = path.join(root, 'squid');
   fs.mkdirSync(dir);
   const conf = path.join(dir, 'squid.conf');
-  fs.writeFileSync(conf, render(SQUID_CONF, { SQUID_PORT: port, DIR: dir }));
+  let text = SQUID_CONF;
+  if (bump) {
+    fs.copyFileSync(bump.ca.cert, path.join(dir, 'bump-ca.crt'));
+    fs.copyFileSync(bump.ca.key, path.join(dir, 'bump-ca.key'));
+    const init = spawnSync(SQUID_CERTGEN, ['-c', '-s', path.join(dir, 'ssl_db'), '-M', '4MB'], { timeout: 10000, encoding: 'utf8' });
+    if (init.status !== 0) throw new Error(`${SQUID_CERTGEN} -c failed (${init.status}):\n${init.stderr}${init.stdout}`);
+    text = text.replace('acl SSL_ports port 443\n', `acl SSL_ports port 443\nacl SSL_ports port ${bump.sslPorts.join(' ')}\n`)
+      .replace('http_port 127.0.0.1:$SQUID_PORT', SQUID_BUMP);
+  }
+  fs.writeFileSync(conf, render(text, { SQUID_PORT: port, DIR: dir, CERTGEN: SQUID_CERTGEN }));
   chownTree(dir, 'proxy');
   const name = `wsbt${port}`;
   const parse = spawnSync(SQUID_BIN, ['-n', name, '-k', 'parse', '-f', conf], { timeout: 10000, encoding: 'utf8' });
@@ -254,7 +311,7 @@ http {
     uwsgi_temp_path       $DIR/tmp/uwsgi;
     scgi_temp_path        $DIR/tmp/scgi;
     server {
-        listen 127.0.0.1:$NGINX_PORT;
+        listen 127.0.0.1:$NGINX_PORT$LISTEN_TLS;
 $LOCATIONS
     }
 }
@@ -263,24 +320,40 @@ $LOCATIONS
 // Verified block (notes, scenario C): HTTP/1.0 upstream, no Upgrade, buffering on, the app's
 // X-Accel-Buffering ignored; buffer sizes at the defaults (4k / 8 4k).
 const BUFFERED_LOCATION = `        location $PATH {
-            proxy_pass http://127.0.0.1:$UPSTREAM_PORT;
+            proxy_pass $SCHEME://127.0.0.1:$UPSTREAM_PORT;$UPSTREAM_TLS
             proxy_buffering on;
             proxy_ignore_headers X-Accel-Buffering;
         }`;
 
+// TLS termination (startNginx({tls})): the listener's certificate, and upstreams verified
+// against the CA under the name their certificate has (nginx 1.22 matches DNS names only).
+const LISTEN_TLS = ` ssl;
+        ssl_certificate $CERT;
+        ssl_certificate_key $KEY`;
+const UPSTREAM_TLS = `
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $CA;
+            proxy_ssl_name $SSL_NAME;`;
+
 /**
  * Starts nginx on 127.0.0.1:`port` (default: a free port) with one buffering location per
  * entry of `locations` ({path, upstreamPort}). Resolves {port, pid, dir, accessLog(), stop()}.
+ * tls: {cert, key, ca, name} (files; name: a DNS name of the upstreams' certificate) makes it
+ * an https listener whose upstreams are https too.
  */
-export async function startNginx({ port, locations }) {
+export async function startNginx({ port, locations, tls }) {
   port ??= await freePort();
   const root = tempDir('wsbridge-nginx-');
   const dir = path.join(root, 'nginx');
   fs.mkdirSync(path.join(dir, 'tmp'), { recursive: true });
   fs.chmodSync(dir, 0o755);
-  const blocks = locations.map((l) => render(BUFFERED_LOCATION, { PATH: l.path, UPSTREAM_PORT: l.upstreamPort })).join('\n');
+  const upstreamTls = tls ? render(UPSTREAM_TLS, { CA: tls.ca, SSL_NAME: tls.name }) : '';
+  const blocks = locations.map((l) => render(BUFFERED_LOCATION, {
+    PATH: l.path, SCHEME: tls ? 'https' : 'http', UPSTREAM_PORT: l.upstreamPort,
+  }).replace('$UPSTREAM_TLS', upstreamTls)).join('\n');
+  const listenTls = tls ? render(LISTEN_TLS, { CERT: tls.cert, KEY: tls.key }) : '';
   const conf = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(conf, render(NGINX_CONF, { DIR: dir, NGINX_PORT: port }).replace('$LOCATIONS', blocks));
+  fs.writeFileSync(conf, render(NGINX_CONF, { DIR: dir, NGINX_PORT: port }).replace('$LISTEN_TLS', listenTls).replace('$LOCATIONS', blocks));
   const errorLog = path.join(dir, 'error.log');
   const check = spawnSync(NGINX_BIN, ['-t', '-q', '-p', dir, '-c', conf, '-e', errorLog], { timeout: 10000, encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`nginx -t failed (${check.status}):\n${check.stderr}${readIf(errorLog)}`);
@@ -295,7 +368,7 @@ export async function startNginx({ port, locations }) {
     port,
     pid: child.pid,
     dir,
-    origin: `http://127.0.0.1:${port}`,
+    origin: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     accessLog: () => readIf(path.join(dir, 'access.log')),
     async stop() {
       const status = await child.stop(5000);

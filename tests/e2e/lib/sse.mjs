@@ -21,6 +21,7 @@
 // field keeps the previous id instead of clearing it).
 
 import http from 'node:http';
+import https from 'node:https';
 
 /** Parses a `text/event-stream` byte stream incrementally (see the file comment). */
 export class EventStreamParser {
@@ -166,14 +167,16 @@ function timeoutError(ms, what) {
 }
 
 /**
- * An EventSource-like client for one URL on 127.0.0.1:port. Every connection is recorded in
+ * An EventSource-like client for one URL on 127.0.0.1:port (https when `tls` is given: Node TLS
+ * client options such as {ca}). Every connection is recorded in
  * `connections` ({status, headers, rawHeaders, chunks, events, comments, ended, at}); `events`
  * holds the events of all connections (each with `conn`, its connection index, and `at`, the
  * time it was dispatched, from performance.now()).
  */
 export class SseClient {
-  constructor(port, path, { headers = {}, lastEventId = '' } = {}) {
+  constructor(port, path, { headers = {}, lastEventId = '', tls } = {}) {
     this.port = port;
+    this.tls = tls;
     this.path = path;
     this.headers = headers;
     this.lastEventId = lastEventId;
@@ -264,8 +267,8 @@ export class SseClient {
         req.destroy();
         reject(timeoutError(ms, `SSE response head for ${this.path}`));
       }, ms);
-      const req = http.request({
-        host: '127.0.0.1', port: this.port, path: this.path, method: 'GET', headers: conn.requestHeaders, agent: false,
+      const req = (this.tls ? https : http).request({
+        host: '127.0.0.1', port: this.port, path: this.path, method: 'GET', headers: conn.requestHeaders, agent: false, ...this.tls,
       }, (res) => {
         conn.res = res;
         conn.status = res.statusCode;
