@@ -33,8 +33,6 @@ constexpr std::uint8_t kUserCanceled = 90;
 constexpr std::uint8_t kKeyUpdate = 24;
 
 struct SuiteInfo {
-    const char* cipher;
-    const char* digest;
     std::size_t key_size;
     std::size_t hash_size;
 };
@@ -42,13 +40,13 @@ struct SuiteInfo {
 SuiteInfo info_of(Suite suite) {
     switch (suite) {
     case Suite::Aes128Gcm:
-        return {"AES-128-GCM", "SHA256", 16, 32};
+        return {16, 32};
     case Suite::Aes256Gcm:
-        return {"AES-256-GCM", "SHA384", 32, 48};
+        return {32, 48};
     case Suite::Chacha20Poly1305:
         break;
     }
-    return {"ChaCha20-Poly1305", "SHA256", 32, 32};
+    return {32, 32};
 }
 
 /// The suite's AEAD, fetched once for the process (OpenSSL 3.0 locks on every fetch).
@@ -67,9 +65,49 @@ const EVP_CIPHER* cipher_of(Suite suite) {
     return chacha;
 }
 
+/// The suite's hash, fetched once for the process.
+const EVP_MD* digest_of(Suite suite) {
+    static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    static EVP_MD* const sha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
+    return suite == Suite::Aes256Gcm ? sha384 : sha256;
+}
+
+/// HMAC (RFC 2104) with a fetched digest: EVP_Q_mac and EVP_MAC_init would look the HMAC
+/// and the digest up by name on every call, which costs more than the hashing itself here.
+bool hmac(const EVP_MD* md, std::span<const std::uint8_t> key,
+          std::span<const std::uint8_t> data, std::span<std::uint8_t> out) {
+    const auto block = static_cast<std::size_t>(EVP_MD_get_block_size(md));
+    const auto size = static_cast<std::size_t>(EVP_MD_get_size(md));
+    std::array<std::uint8_t, 128> pad{};
+    std::array<std::uint8_t, 64> inner{};
+    if (md == nullptr || key.size() > block || block > pad.size() || size > inner.size() ||
+        out.size() != size) {
+        return false;
+    }
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    auto with_pad = [&](std::uint8_t byte) {
+        pad.fill(byte);
+        for (std::size_t i = 0; i < key.size(); ++i) {
+            pad[i] = static_cast<std::uint8_t>(key[i] ^ byte);
+        }
+        return EVP_DigestInit_ex2(ctx, md, nullptr) == 1 &&
+               EVP_DigestUpdate(ctx, pad.data(), block) == 1;
+    };
+    unsigned int n = 0;
+    const bool ok = ctx != nullptr && with_pad(0x36) &&
+                    EVP_DigestUpdate(ctx, data.data(), data.size()) == 1 &&
+                    EVP_DigestFinal_ex(ctx, inner.data(), &n) == 1 && with_pad(0x5c) &&
+                    EVP_DigestUpdate(ctx, inner.data(), size) == 1 &&
+                    EVP_DigestFinal_ex(ctx, out.data(), &n) == 1;
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(pad.data(), pad.size());
+    OPENSSL_cleanse(inner.data(), inner.size());
+    return ok;
+}
+
 /// HKDF-Expand-Label(secret, label, "", out.size()) (§7.1) for outputs up to one hash long.
-bool expand_label(const SuiteInfo& info, std::span<const std::uint8_t> secret,
-                  std::string_view label, std::span<std::uint8_t> out) {
+bool expand_label(Suite suite, std::span<const std::uint8_t> secret, std::string_view label,
+                  std::span<std::uint8_t> out) {
     constexpr std::string_view kPrefix = "tls13 ";
     std::array<std::uint8_t, 2 + 1 + 32 + 1 + 1> hkdf_label{};
     std::size_t n = 0;
@@ -82,13 +120,11 @@ bool expand_label(const SuiteInfo& info, std::span<const std::uint8_t> secret,
     n += label.size();
     hkdf_label[n++] = 0; // empty context
     hkdf_label[n++] = 1; // T(1): one block is enough for out.size() <= hash size
+    const EVP_MD* md = digest_of(suite);
     std::array<std::uint8_t, 64> block{};
-    std::size_t block_size = 0;
-    const bool ok = out.size() <= info.hash_size &&
-                    EVP_Q_mac(nullptr, "HMAC", nullptr, info.digest, nullptr, secret.data(),
-                              secret.size(), hkdf_label.data(), n, block.data(), block.size(),
-                              &block_size) != nullptr &&
-                    block_size >= out.size();
+    const auto size = static_cast<std::size_t>(EVP_MD_get_size(md));
+    const bool ok = out.size() <= size &&
+                    hmac(md, secret, std::span(hkdf_label.data(), n), std::span(block.data(), size));
     if (ok) {
         std::memcpy(out.data(), block.data(), out.size());
     }
@@ -169,8 +205,8 @@ bool RecordLayer::install(Direction& d, bool encrypt) {
     }
     const std::span<const std::uint8_t> secret(d.traffic.secret.data(), d.traffic.secret_size);
     std::array<std::uint8_t, 32> key{};
-    bool ok = expand_label(info, secret, "key", std::span(key.data(), info.key_size)) &&
-              expand_label(info, secret, "iv", d.iv);
+    bool ok = expand_label(suite_, secret, "key", std::span(key.data(), info.key_size)) &&
+              expand_label(suite_, secret, "iv", d.iv);
     if (ok && d.aead == nullptr) {
         d.aead = EVP_CIPHER_CTX_new();
         ok = d.aead != nullptr;
@@ -188,7 +224,7 @@ bool RecordLayer::update(Direction& d, bool encrypt) {
     const SuiteInfo info = info_of(suite_);
     std::array<std::uint8_t, 48> next{};
     const std::span<const std::uint8_t> secret(d.traffic.secret.data(), d.traffic.secret_size);
-    if (!expand_label(info, secret, "traffic upd", std::span(next.data(), info.hash_size))) {
+    if (!expand_label(suite_, secret, "traffic upd", std::span(next.data(), info.hash_size))) {
         return false;
     }
     d.traffic.secret = next;

@@ -324,6 +324,9 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
     }
     clear_stale_errors();
     const WireScope scope(io_, in, wire);
+    // The handover waits for the connection's next read or write after the one that ends the
+    // handshake: a client that closes right after its handshake never pays for it.
+    const bool handshake_ends_here = !established_;
     if (!established_) {
         if (auto r = handshake(); !r || !established_) {
             return r;
@@ -338,14 +341,18 @@ core::Result<void> Transform::on_wire(std::span<const std::byte> in, std::string
         if (n > 0) {
             plain.append(buf.data(), static_cast<std::size_t>(n));
             if (io_.in.empty() && SSL_has_pending(ssl_) == 0) {
-                try_handover();
+                if (!handshake_ends_here) {
+                    try_handover();
+                }
                 return {}; // all input consumed: another SSL_read could only want more
             }
             continue;
         }
         const int err = SSL_get_error(ssl_, n);
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-            try_handover();
+            if (!handshake_ends_here) {
+                try_handover();
+            }
             return {};
         }
         if (err == SSL_ERROR_ZERO_RETURN) {
@@ -387,6 +394,11 @@ core::Result<void> Transform::on_plain(std::span<const std::span<const std::byte
     }
     clear_stale_errors();
     const WireScope scope(io_, {}, wire);
+    try_handover();
+    if (records_) {
+        records_->write(pieces, wire);
+        return {};
+    }
     return pieces.size() == 1 ? encrypt(pieces[0]) : encrypt_gathered(pieces);
 }
 

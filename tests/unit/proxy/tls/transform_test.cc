@@ -288,6 +288,8 @@ struct RawClient {
             REQUIRE(to_server());
         }
         REQUIRE(SSL_is_init_finished(ssl) == 1);
+        REQUIRE(to_server()); // the client's Finished, on its own
+        CHECK_FALSE(handed_over()); // not in the read that ends the handshake
     }
     void send(std::string_view text) {
         REQUIRE(SSL_write(ssl, text.data(), static_cast<int>(text.size())) ==
