@@ -25,7 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // First: it points the harness's log directory at tests/browser/artifacts.
-import { BROWSER_ARTIFACTS, browserSkip, launchChromium } from './lib/browser.mjs';
+import { BROWSER_ARTIFACTS, browserSkip, launchChromium, listenPage } from './lib/browser.mjs';
 import { startBackend, startProxy, proxyConfig, proxySkip, withTimeout } from '../e2e/lib/harness.mjs';
 import { makePki, opensslSkip } from '../e2e/lib/tls.mjs';
 
@@ -45,7 +45,6 @@ let page;
 
 /** Serves a blank page and the client module over https. Resolves {port, origin, close()}. */
 function servePageHttps({ cert, key }) {
-  const sockets = new Set();
   const server = https.createServer({ cert, key }, (req, res) => {
     const headers = { 'Cache-Control': 'no-store' };
     if (req.url === '/' || req.url.startsWith('/?')) {
@@ -59,24 +58,7 @@ function servePageHttps({ cert, key }) {
       res.end();
     }
   });
-  server.on('secureConnection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  return new Promise((resolve, reject) => {
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      resolve({
-        port,
-        origin: `https://127.0.0.1:${port}`,
-        close: () => {
-          for (const s of sockets) s.destroy();
-          return withTimeout(new Promise((r) => server.close(() => r())), 5000, 'page server to close');
-        },
-      });
-    });
-  });
+  return listenPage(server);
 }
 
 /** In the page: what `fn(arg)` returns, with the page's console on failure. */

@@ -16,6 +16,7 @@
 
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -190,7 +191,6 @@ export async function launchChromium({ args = [] } = {}) {
 
 /** Serves `html` at / on 127.0.0.1:0 (favicon: 204). Resolves {port, origin, close()}. */
 export function servePage(html) {
-  const sockets = new Set();
   const server = http.createServer((req, res) => {
     if (req.url === '/' || req.url.startsWith('/?')) {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
@@ -200,7 +200,17 @@ export function servePage(html) {
       res.end();
     }
   });
-  server.on('connection', (s) => {
+  return listenPage(server);
+}
+
+/**
+ * Listens with a page `server` (http or https) on 127.0.0.1:0, tracking its sockets so that
+ * close() ends kept-alive ones too. Resolves {port, origin, close()}.
+ */
+export function listenPage(server) {
+  const sockets = new Set();
+  const secure = server instanceof https.Server;
+  server.on(secure ? 'secureConnection' : 'connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -210,7 +220,7 @@ export function servePage(html) {
       const { port } = server.address();
       resolve({
         port,
-        origin: `http://127.0.0.1:${port}`,
+        origin: `${secure ? 'https' : 'http'}://127.0.0.1:${port}`,
         close: () => {
           for (const s of sockets) s.destroy();
           return bounded(new Promise((r) => server.close(() => r())), 5000, 'page server to close');
