@@ -1,4 +1,4 @@
-# Helpers shared by bench/run.sh and bench/run_tls.sh, which source this file after defining
+# Helpers shared by bench/run.sh, bench/run_tls.sh and bench/run_sessions.sh, which source this file after defining
 # log() (their own prefix) and the settings these read (WAIT_QUIET, NOISE_PCT, ...).
 
 die() { log "$*"; exit 1; }

@@ -42,22 +42,8 @@ PROXY_PID=
 LOAD_PID=
 
 log() { printf '%s\n' "run_sessions.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-# Stops one process by PID: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-    local pid=$1
-    [[ -n $pid ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
     stop_pid "$LOAD_PID"
@@ -73,48 +59,7 @@ mapfile -t PIN_LOAD < <(pin "$CPU_LOAD")
 mapfile -t PIN_PROXY < <(pin "$CPU_PROXY")
 mapfile -t PIN_BACKEND < <(pin "$CPU_BACKEND")
 
-# Waits until `file` has a line matching `regex` (prints it); fails after `secs` or when `pid`
-# dies first.
-wait_for_line() {
-    local file=$1 regex=$2 secs=$3 pid=$4 line
-    for _ in $(seq $((secs * 10))); do
-        if line=$(grep -m1 -E "$regex" "$file" 2>/dev/null); then
-            printf '%s\n' "$line"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-kib_field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
-
-# CPU accounting from /proc: "busy total" jiffies of all CPUs, and one process's jiffies.
-TICKS=$(getconf CLK_TCK)
-stat_cpu() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
-proc_ticks() { if [[ -r /proc/$1/stat ]]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
 seconds_of() { awk -v d="$1" -v t="$TICKS" 'BEGIN { print d / t }'; }
-# Percentage of all CPU time busy between two stat_cpu samples, minus `ours` jiffies.
-busy_pct() {
-    awk -v a="$1" -v b="$2" -v ours="${3:-0}" 'BEGIN {
-        split(a, x, " "); split(b, y, " "); busy = y[1] - x[1]; total = y[2] - x[2];
-        v = total > 0 ? 100 * (busy - ours) / total : 0; printf "%.1f", v < 0 ? 0 : v }'
-}
-# Waits (at most WAIT_QUIET s) until other processes use at most NOISE_PCT % of the CPU.
-wait_quiet() {
-    local deadline=$((SECONDS + WAIT_QUIET)) sample busy
-    while :; do
-        sample=$(stat_cpu)
-        sleep 1
-        busy=$(busy_pct "$sample" "$(stat_cpu)")
-        awk -v b="$busy" -v n="$NOISE_PCT" 'BEGIN { exit !(b <= n) }' && return 0
-        if ((SECONDS >= deadline)); then
-            log "machine still $busy% busy after ${WAIT_QUIET}s; running anyway"
-            return 0
-        fi
-    done
-}
 
 # --- limits and build ----------------------------------------------------------------------
 # Step (c): the proxy holds two sockets per SSE session (client + backend), the load
