@@ -94,11 +94,13 @@ struct TcpStream::Impl final : HandleOwner, BatchedSender {
     void fail_write(int status);
     /// Wire bytes read: through the transform to the handler (and its answers to the socket).
     void read_through_transform(std::span<const std::byte> wire);
-    /// Queues what the transform produced in wire_out.
-    void write_wire_out();
+    /// Queues what the transform produced in wire_out. `batch`: may wait for the loop's
+    /// batched send; false for handshake flights, which follow expensive work and go out at
+    /// once so the peer starts on them while this loop does the next connection's work.
+    void write_wire_out(bool batch = true);
     /// Frees a transform scratch string that grew past kKeepScratch.
     static void release_if_large(std::string& scratch) noexcept;
-    bool try_write_now(std::span<const std::span<const std::byte>> pieces);
+    bool try_write_now(std::span<const std::span<const std::byte>> pieces, bool batch = true);
 };
 
 struct WriteReq {
@@ -212,7 +214,7 @@ void connect_cb(uv_connect_t* req, int status) noexcept {
             c->done(Unexpected{r.error()});
             return;
         }
-        impl->write_wire_out();
+        impl->write_wire_out(false);
     }
     c->done(Result<void>{});
 }
@@ -273,7 +275,7 @@ void TcpStream::Impl::read_through_transform(std::span<const std::byte> wire) {
     plain_in.clear();
     wire_out.clear();
     auto r = transform->on_wire(wire, plain_in, wire_out);
-    write_wire_out();  // handshake answers, or the alert that explains a failure
+    write_wire_out(false);  // handshake answers, or the alert that explains a failure
     if (!r) {
         // The peer broke the transform's protocol: nothing more is read. The owner decides how
         // to close; a Flush close still sends the alert queued above.
@@ -291,13 +293,13 @@ void TcpStream::Impl::read_through_transform(std::span<const std::byte> wire) {
     release_if_large(plain_in);
 }
 
-void TcpStream::Impl::write_wire_out() {
+void TcpStream::Impl::write_wire_out(bool batch) {
     if (wire_out.empty() || handle_closing || write_failed) {
         return;
     }
     const std::span<const std::byte> one[1] = {
         std::as_bytes(std::span<const char>(wire_out.data(), wire_out.size()))};
-    try_write_now(one);
+    try_write_now(one, batch);
     wire_out.clear();
     release_if_large(wire_out);
 }
@@ -309,7 +311,8 @@ void TcpStream::Impl::release_if_large(std::string& scratch) noexcept {
     }
 }
 
-bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> pieces) {
+bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> pieces,
+                                    bool batch) {
     std::array<uv_buf_t, 4> bufs{};
     std::size_t total = 0;
     std::size_t n = 0;
@@ -324,7 +327,7 @@ bool TcpStream::Impl::try_write_now(std::span<const std::span<const std::byte>> 
     if (total == 0) {
         return true;
     }
-    if (can_batch(total)) {
+    if (batch && can_batch(total)) {
         // Small write: queue it for the loop's single send after this I/O phase.
         if (queue.empty()) {
             queue.emplace_back();
@@ -679,7 +682,7 @@ void TcpStream::close(CloseMode mode) {
     if (impl->transform) {
         impl->wire_out.clear();
         impl->transform->on_close(impl->wire_out);
-        impl->write_wire_out();
+        impl->write_wire_out(false);
     }
     impl->flushing = true;
     impl->flush_timer = new uv_timer_t;
