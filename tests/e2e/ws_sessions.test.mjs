@@ -65,9 +65,10 @@ function assertExact(client, expected, what) {
   assert.deepEqual(client.resets, [], `${what}: no reset`);
 }
 
-/** Waits until the session's messages are all echoed and acknowledged. */
-async function settle(c, target, ms = 10000) {
-  await c.waitUntil(() => c.lastSeen >= target && c.acked >= target + 1, ms, `echoes and acks up to ${target}`);
+/** Waits until the client saw message `target` and the proxy acknowledged client seq
+ *  `sent` (default: the same, as for an echo backend). */
+async function settle(c, target, ms = 10000, sent = target) {
+  await c.waitUntil(() => c.lastSeen >= target && c.acked >= sent + 1, ms, `messages up to ${target}, acks up to ${sent}`);
 }
 
 async function backendUpgrades(p) {
@@ -90,6 +91,7 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       { path: '/limits', backend: backend.url('/echo'), max_message: '1k', rate: FAST },
       { path: '/ctl', backend: ctl.url('/ctl'), rate: FAST },
       { path: '/gap', backend: ctl.url('/gap'), replay_messages: 10, rate: FAST },
+      { path: '/ctlecho', backend: ctl.url('/echo'), rate: FAST },
     ]), { label: 'ws-sessions-proxy' });
   });
   after(async () => {
@@ -257,7 +259,7 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
           conn = await c.wsAttach(cuts < 12 ? { cutAfterBytes: rng.int(1, 8000) } : {});
         }
       }
-      await settle(c, N + own.length);
+      await settle(c, N + own.length, 10000, own.length);
       conn.destroy();
       assert.ok(cuts >= 5, `at least 5 cuts (${cuts})`);
       const expected = [...Array.from({ length: N }, (_, i) => ({ binary: false, data: Buffer.from(String(i + 1)) })), ...own];
@@ -348,9 +350,10 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
 
     test('100 resumes in a row, cut in both directions', { timeout: 60000 }, async () => {
       const rng = prng(SEED + 5);
-      const upgrades = await backendUpgrades('/echo');
-      const c = new SessionClient(proxy.port, '/echo', { ackEvery: 4 });
+      const n0 = ctl.conns.length;
+      const c = new SessionClient(proxy.port, '/ctlecho', { ackEvery: 4 });
       let conn = await c.wsAttach();
+      const be = await ctl.nth(n0);
       const all = genMessages(rng, 500);
       let resumes = 0;
       const deadline = Date.now() + 45000;
@@ -381,13 +384,19 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       conn.destroy();
       assert.equal(resumes, 100);
       assert.equal(c.outbox.length, 500);
+      // What the backend received (each client message once), then what came back.
+      assert.equal(be.received.length, all.length, 'each client message once at the backend');
+      be.received.forEach((r, i) => {
+        const got = { binary: r.isBinary, data: r.data };
+        assert.ok(messagesEqual(got, all[i]), `backend message ${i + 1}: ${describeMessage(got)} want ${describeMessage(all[i])}`);
+      });
       assertExact(c, all, '100 resumes');
-      assert.equal(await backendUpgrades('/echo'), upgrades + 1, 'one backend connection');
+      assert.equal(ctl.conns.length, n0 + 1, 'one backend connection');
     });
   });
 
   // ------------------------------------------------------------------------------------------
-  test('acceptance: 10,000 messages each way over 8 transport switches with random cuts', { timeout: 150000 }, async () => {
+  test('acceptance: 10,000 messages each way over 8 transport switches with random cuts', { timeout: 150000 }, async (t) => {
     const rng = prng(SEED + 6);
     const N = 10000;
     const msgs = genMessages(rng, N);
@@ -456,19 +465,21 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
         void c.wsSend(conn);
         await conn.waitFor((x) => x.ended || c.lastSeen >= target, 10000);
         if (conn.ended) cuts++;
+        else conn.cutAfterBytes = Infinity; // the offset was past this phase's traffic: no cut
         // Resume, cut at a random offset while the client sends.
         if (conn.ended && c.acked <= target) {
           conn = await c.wsAttach();
           await c.wsSend(conn, target, { cutFrac: rng.next() });
           cuts++;
         }
-        for (let i = 0; i < 20 && !(c.lastSeen >= target && c.acked > target); i++) {
+        for (let i = 0; i < 20 && !(c.lastSeen >= target && c.acked > target && !conn.ended); i++) {
           inTime('ws phase');
           if (conn.ended) conn = await c.wsAttach();
           void c.wsSend(conn);
           await conn.waitFor((x) => x.ended || (c.lastSeen >= target && c.acked > target), 5000);
         }
         await settle(c, target);
+        assert.ok(!conn.ended, 'the phase ends with its WebSocket attached');
         c.wsAck(conn);
         await sleep(20);
         next = { t: 'ws', conn, mark: conn.items.length };
@@ -485,6 +496,8 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
           await es.waitFor(() => es.current.ended || c.lastSeen >= target, 5000, 'SSE progress').catch(() => {});
         }
         await settle(c, target);
+        assert.ok(!es.current.ended, 'the phase ends with its SSE stream attached');
+        es.current.cutAfterBytes = Infinity;
         next = { t: 'sse', es, mark: es.current.events.length };
       } else {
         // Long-poll: the first poll attaches (and replaces prev); it is held until the POSTs.
@@ -521,6 +534,9 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
     assert.deepEqual([...vias].sort(), ['lp', 'sse', 'ws'], 'messages arrived on all three transports');
     assert.deepEqual(ends, ['ws', 'lp', 'sse', 'lp'], 'the replaced transports got their clear end');
     assert.ok(ends.includes('ws') && ends.includes('sse') && ends.includes('lp'), `every transport was replaced once: ${ends}`);
+    const byTransport = {};
+    for (const m of c.received) byTransport[m.via.replace(/#\d+$/, '')] = (byTransport[m.via.replace(/#\d+$/, '')] ?? 0) + 1;
+    t.diagnostic(`received by transport ${JSON.stringify(byTransport)}, ${c.log.length} attaches/polls, ${cuts} cuts`);
     assert.ok(cuts >= 8, `random cuts: ${cuts}`);
     assert.equal(await backendUpgrades('/echo'), upgrades + 1, 'one backend connection for the whole session');
   });
@@ -528,27 +544,28 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
   // ------------------------------------------------------------------------------------------
   describe('signals: gap, reset, seq_gap, close', () => {
     test('gap: a client too far behind (no acks, replay_messages 10) gets the lost range', { timeout: T }, async () => {
+      // The proxy holds the backend back while messages are undelivered (it never evicts one a
+      // client has not been sent), so the lost range comes from a client that was sent 1..103,
+      // acknowledged nothing, and resumes from 3 as if it had lost the rest.
       const n0 = ctl.conns.length;
-      const c = new SessionClient(proxy.port, '/gap', { ackEvery: 0 });
-      const conn = await c.wsAttach();
+      const conn = await expectSessionWs(proxy.port, '/gap');
       const be = await ctl.nth(n0);
-      for (let i = 1; i <= 3; i++) be.ws.send(`g${i}`);
-      await c.waitUntil(() => c.lastSeen === 3, 3000, 'g1..g3');
+      const announce = await conn.waitControl('session', 3000);
+      for (let i = 1; i <= 103; i++) be.ws.send(`g${i}`);
+      assert.ok(await conn.waitFor((x) => x.messages.length >= 103, 5000), `103 messages (${conn.messages.length})`);
+      assert.deepEqual(conn.messages.map((m) => [m.seq, m.data.toString()]), Array.from({ length: 103 }, (_, i) => [i + 1, `g${i + 1}`]));
       conn.destroy();
-      await sleep(100);
-      for (let i = 4; i <= 103; i++) be.ws.send(`g${i}`);
-      await sleep(300); // the proxy reads them while the client is away
-      const again = await c.wsAttach({ expectLastSeq: 3 });
-      await c.waitUntil(() => c.lastSeen === 103, 3000, 'g94..g103');
-      await sleep(100);
+      const again = await expectSessionWs(proxy.port, sessionPath('/gap', { session: announce.session, ack: 3 }));
+      assert.ok(await again.waitFor((x) => x.messages.length >= 10 || x.ended, 3000));
+      await sleep(150); // nothing more may follow
       again.destroy();
-      assert.deepEqual(itemsAfter(again, 0).slice(0, 2), [
-        { type: 'session', session: c.session, last_seq: 3, next_seq: 1, heartbeat_ms: 30000 },
+      assert.deepEqual(itemsAfter(again, 0), [
+        { type: 'session', session: announce.session, last_seq: 3, next_seq: 1, heartbeat_ms: 30000 },
         { type: 'gap', from: 4, to: 93 },
+        ...Array.from({ length: 10 }, (_, i) => `message ${94 + i}`),
       ]);
-      assert.deepEqual(c.violations, []);
-      assert.deepEqual(c.received.map((m) => [m.seq, m.data.toString()]),
-        [1, 2, 3, ...Array.from({ length: 10 }, (_, i) => 94 + i)].map((s) => [s, `g${s}`]));
+      assert.deepEqual(again.messages.map((m) => m.data.toString()), Array.from({ length: 10 }, (_, i) => `g${94 + i}`));
+      assert.deepEqual(again.violations, []);
     });
 
     test('an unknown session id gives `reset`, then a working new session', { timeout: T }, async () => {
@@ -577,7 +594,7 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       }
     });
 
-    test('seq= beyond the next expected: `error` seq_gap, close 1008, nothing forwarded; the session stays', { timeout: T }, async () => {
+    test('seq= beyond the next expected: `error` seq_gap, close 1008, nothing forwarded; the session stays', { timeout: T }, async (t) => {
       const n0 = ctl.conns.length;
       const c = new SessionClient(proxy.port, '/ctl');
       const conn = await c.wsAttach();
@@ -601,6 +618,7 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       assert.ok(bad.items.every((it) => it.t === 'control' && ['session', 'error'].includes(it.control.type)),
         `only session/error controls: ${JSON.stringify(itemsAfter(bad, 0))}`);
       assert.equal(bad.close?.code, 1008);
+      t.diagnostic(`the refused connection got: ${JSON.stringify(itemsAfter(bad, 0).map((x) => x.type))}`);
       await sleep(200);
       assert.deepEqual(be.received.map((r) => r.data.toString()), ['m1', 'm2'], 'nothing of that connection forwarded');
       // The session stays: resume with the right seq.

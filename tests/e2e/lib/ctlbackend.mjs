@@ -1,6 +1,7 @@
 // A WebSocket backend (npm `ws`) that a test drives by hand, to see exactly what the proxy
 // forwards: every connection is recorded as {ws, url, protocol, received: [{data, isBinary}],
-// closed: {code, reason} | null}; the test sends, closes and checks what arrived. It does not
+// closed: {code, reason} | null}; the test sends, closes and checks what arrived (on paths that
+// start with /echo it also echoes each message back, as the example backend does). It does not
 // validate UTF-8 itself (skipUTF8Validation), so it records the proxy's bytes as they are.
 // Every wait is bounded in time.
 
@@ -19,8 +20,11 @@ export async function startControlBackend() {
   };
   wss.on('connection', (ws, req) => {
     const c = { ws, url: req.url, protocol: ws.protocol, received: [], closed: null };
+    // A path starting with /echo also echoes every message (after recording it).
+    const echo = req.url.startsWith('/echo');
     ws.on('message', (data, isBinary) => {
       c.received.push({ data: Buffer.from(data), isBinary });
+      if (echo) ws.send(data, { binary: isBinary });
       wake();
     });
     ws.on('close', (code, reason) => {

@@ -187,6 +187,7 @@ export class SessionClient {
     const conn = await expectSessionWs(this.port, path, {
       cutAfterBytes,
       onItem: (item, c) => this._onWsItem(item, c),
+      onWake: () => this._wake(), // the connection's end too wakes the client's waits
     });
     conn.label = `ws#${this.log.length}`;
     conn.sendNext = firstSeq;
@@ -269,9 +270,7 @@ export class SessionClient {
     if (cutFrac !== undefined) {
       const all = Buffer.concat(frames);
       const n = Math.max(1, Math.min(Math.round(cutFrac * all.length), all.length - 1));
-      await conn.writeFlushed(all.subarray(0, n));
-      await sleep(2);
-      conn.destroy();
+      await conn.writeLastThenCut(all.subarray(0, n));
       return { written: n, total: all.length };
     }
     for (let i = 0; i < frames.length; i += chunk) {
@@ -397,7 +396,14 @@ export class SessionClient {
       const got = this.received[i];
       const want = expected[i];
       if (!got || !want || !messagesEqual(got, want) || got.seq !== i + 1) {
-        return `message ${i + 1}: got ${describeMessage(got)} seq ${got?.seq} via ${got?.via}, want ${describeMessage(want)}` +
+        let where = '';
+        if (got && want) {
+          let k = 0;
+          while (k < got.data.length && k < want.data.length && got.data[k] === want.data[k]) k++;
+          where = ` (first difference at byte ${k}: got ${got.data.subarray(k, k + 16).toString('hex')}, ` +
+            `want ${want.data.subarray(k, k + 16).toString('hex')})`;
+        }
+        return `message ${i + 1}: got ${describeMessage(got)} seq ${got?.seq} via ${got?.via}, want ${describeMessage(want)}${where}` +
           ` (received ${this.received.length}, expected ${expected.length})`;
       }
     }

@@ -92,8 +92,9 @@ export function sessionPath(route, { session, ack, seq, extra = '' } = {}) {
  *   nextSeq   seq the next session message will get (null before `session`)
  */
 export class SessionWs {
-  constructor(socket, { session = true, cutAfterBytes = Infinity, onItem = null } = {}) {
+  constructor(socket, { session = true, cutAfterBytes = Infinity, onItem = null, onWake = null } = {}) {
     this.socket = socket;
+    this.onWake = onWake;
     this.sessionMode = session;
     this.cutAfterBytes = cutAfterBytes;
     this.onItem = onItem;
@@ -126,6 +127,7 @@ export class SessionWs {
 
   _wake() {
     for (const w of [...this._waiters]) w();
+    if (this.onWake) this.onWake(this);
   }
 
   _onData(d) {
@@ -268,9 +270,22 @@ export class SessionWs {
   }
 
   write(buf, cb) {
-    if (this.socket.destroyed || this.cut) return false;
+    if (this.socket.destroyed || this.cut || this.sealed) return false;
     this.socket.write(buf, cb);
     return true;
+  }
+
+  /**
+   * Writes `buf` (typically a part of a frame) as the last bytes of this connection: nothing
+   * is written after it (no ack, pong or Close could complete the torn frame), then the
+   * connection is cut `afterMs` after the kernel took the bytes.
+   */
+  async writeLastThenCut(buf, afterMs = 2) {
+    const flushed = this.writeFlushed(buf);
+    this.sealed = true;
+    await flushed;
+    await new Promise((resolve) => setTimeout(resolve, afterMs));
+    this.destroy();
   }
 
   sendText(text) {
@@ -346,13 +361,13 @@ export class SessionWs {
  * Resolves the SessionWs once the response head arrived (status -1 if none within ms); it
  * checks nothing, so a test can assert the status itself (see expectSessionWs).
  */
-export async function connectWs(port, path, { offer = SUBPROTOCOL, headers = {}, cutAfterBytes, onItem, ms = 5000 } = {}) {
+export async function connectWs(port, path, { offer = SUBPROTOCOL, headers = {}, cutAfterBytes, onItem, onWake, ms = 5000 } = {}) {
   const hdrs = { ...headers };
   if (offer !== null) hdrs['Sec-WebSocket-Protocol'] = offer;
   const { request, key } = upgradeRequest({ path, host: `127.0.0.1:${port}`, headers: hdrs });
   const socket = net.connect({ port, host: '127.0.0.1' });
   const sessionMode = offer !== null && offer.split(',').map((s) => s.trim()).includes(SUBPROTOCOL);
-  const conn = new SessionWs(socket, { session: sessionMode, cutAfterBytes, onItem });
+  const conn = new SessionWs(socket, { session: sessionMode, cutAfterBytes, onItem, onWake });
   conn.key = key;
   socket.write(request);
   await conn.waitFor((c) => c.status !== null || c.ended, ms);
