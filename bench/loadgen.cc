@@ -1,8 +1,9 @@
 // loadgen: the WebSocket load generator of the wsbridge benchmark (see bench/README.md).
 //
 //   loadgen echo --url ws://127.0.0.1:PORT/echo [--connections 100] [--size 64]
-//                [--duration 10s] [--warmup 2s] [--pipeline 1]
+//                [--duration 10s] [--warmup 2s] [--pipeline 1] [--session 0|1]
 //   loadgen idle --url ws://127.0.0.1:PORT/echo [--connections 8000] [--hold 10s] [--echo 0|1]
+//                [--session 0|1]
 //   loadgen handshake --url wss://127.0.0.1:PORT/ [--connections 4] [--duration 10s]
 //                [--warmup 2s] [--resume 0|1]
 //   wss:// URLs: [--tls-ciphersuites TLS_AES_128_GCM_SHA256] [--tls-groups X25519]
@@ -15,6 +16,11 @@
 // handshakes in flight, each connection closing (close_notify, FIN) right after its handshake,
 // and prints handshakes per second; with --resume 1 every connection offers the latest session
 // ticket (TLS 1.3 PSK resumption).
+// With --session 1 (echo and idle) every connection is a wsbridge session over WebSocket
+// (subprotocol wsbridge.session.v1, bench/support/ws_client.h): the kind byte is added and
+// stripped, control messages are consumed, an `ack` goes out every 64 messages, and the end of
+// the run closes the sessions with the `close` control (echo: once each connection's messages
+// in flight came back).
 // Everything is bounded: connection counts, message sizes, and every phase has a deadline.
 
 #include "bench/support/histogram.h"
@@ -57,6 +63,7 @@ struct Options {
     std::uint64_t close_timeout_ms = 10'000;
     bool echo_once = false; ///< idle: each connection echoes one message before the hold
     bool resume = false;    ///< handshake: offer the latest session ticket
+    bool session = false;   ///< echo, idle: wsbridge sessions over WebSocket
     bench::TlsOptions tls;
 };
 
@@ -68,9 +75,9 @@ constexpr std::size_t kSeqBytes = 8; ///< each echo payload starts with its sequ
 
 void usage() {
     std::fputs("usage: loadgen echo --url ws://127.0.0.1:PORT/PATH [--connections N] [--size B]\n"
-               "                    [--duration 10s] [--warmup 2s] [--pipeline K]\n"
+               "                    [--duration 10s] [--warmup 2s] [--pipeline K] [--session 0|1]\n"
                "       loadgen idle --url ws://127.0.0.1:PORT/PATH [--connections N] [--hold 10s]\n"
-               "                    [--echo 0|1]\n"
+               "                    [--echo 0|1] [--session 0|1]\n"
                "       loadgen handshake --url wss://127.0.0.1:PORT/ [--connections 4]\n"
                "                    [--duration 10s] [--warmup 2s] [--resume 0|1]\n"
                "common: [--concurrency 500] [--open-timeout 60s] [--close-timeout 10s]\n"
@@ -161,6 +168,9 @@ std::optional<Options> parse_args(int argc, char** argv) {
         } else if (key == "--echo" || key == "--resume") {
             ok = value == "0" || value == "1";
             (key == "--echo" ? o.echo_once : o.resume) = value == "1";
+        } else if (key == "--session") {
+            ok = (value == "0" || value == "1") && o.mode != "handshake";
+            o.session = value == "1";
         } else if (key == "--tls-ciphersuites") {
             o.tls.ciphersuites = value;
         } else if (key == "--tls-groups") {
@@ -242,12 +252,12 @@ class EchoRun final : public bench::Run {
         std::printf("{\"mode\":\"echo\",\"connections\":%zu,\"opened\":%zu,\"size\":%zu,"
                     "\"pipeline\":%zu,\"messages\":%llu,\"seconds\":%.3f,\"msgs_per_sec\":%.0f,"
                     "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-                    "\"max_us\":%.1f,\"sent\":%llu,\"received\":%llu",
+                    "\"max_us\":%.1f,\"sent\":%llu,\"received\":%llu,\"session\":%s",
                     options_.connections, opened_, echo_.size, echo_.pipeline,
                     static_cast<unsigned long long>(histogram_.count()), seconds, rate, us(0.50),
                     us(0.90), us(0.99), us(0.999), static_cast<double>(histogram_.max()) / 1000.0,
                     static_cast<unsigned long long>(sent_),
-                    static_cast<unsigned long long>(received_));
+                    static_cast<unsigned long long>(received_), echo_.session ? "true" : "false");
         if (!conns_.empty() && !conns_[0]->tls_cipher().empty()) {
             std::printf(",\"tls_cipher\":\"%s\"", conns_[0]->tls_cipher().c_str());
         }
@@ -303,7 +313,26 @@ class EchoRun final : public bench::Run {
             measure_end_ns_ = uv_hrtime();
         }
         sending_ = false;
+        if (echo_.session) {
+            // The `close` control ends the session, and the proxy need not deliver what the
+            // backend echoes after it: wait (at most close_timeout) for the echoes in flight.
+            draining_ = true;
+            phase_ = Phase::Holding;
+            arm(options_.close_timeout_ms);
+            maybe_drained();
+            return;
+        }
         close_all(); // Close frames queue behind in-flight messages; their echoes still count
+    }
+
+    void maybe_drained() {
+        for (const auto& conn : conns_) {
+            if (conn->state() == ClientConn::State::Open && states_[conn->id()].in_flight > 0) {
+                return;
+            }
+        }
+        draining_ = false;
+        close_all();
     }
 
     void on_phase_timer() override {
@@ -311,10 +340,20 @@ class EchoRun final : public bench::Run {
             begin_measure();
         } else if (phase_ == Phase::Measuring) {
             end_measure();
+        } else if (draining_) {
+            draining_ = false;
+            close_all(); // what is still in flight counts as lost_messages
         }
     }
 
-    void on_stop_requested() override { end_measure(); }
+    void on_stop_requested() override {
+        if (draining_) {
+            draining_ = false;
+            close_all();
+        } else {
+            end_measure();
+        }
+    }
 
     void send_next(ClientConn& conn) {
         EchoState& st = states_[conn.id()];
@@ -384,6 +423,8 @@ class EchoRun final : public bench::Run {
         }
         if (sending_) {
             send_next(conn);
+        } else if (draining_ && st.in_flight == 0) {
+            maybe_drained();
         }
     }
 
@@ -402,6 +443,7 @@ class EchoRun final : public bench::Run {
     std::vector<EchoState> states_;
     bench::Histogram histogram_;
     bool sending_ = false;
+    bool draining_ = false; ///< session mode: waiting for the last echoes before closing
     std::uint64_t sent_ = 0;
     std::uint64_t received_ = 0;
     std::uint64_t measure_begin_ns_ = 0;
@@ -419,8 +461,9 @@ class IdleRun final : public bench::Run {
         const double open_s = open_end_ns_ > 0 ? seconds_between(open_begin_ns_, open_end_ns_) : 0;
         const double hold_s = hold_end_ns_ > 0 ? seconds_between(hold_begin_ns_, hold_end_ns_) : 0;
         std::printf("{\"mode\":\"idle\",\"connections\":%zu,\"opened\":%zu,\"held\":%zu,"
-                    "\"open_seconds\":%.3f,\"hold_seconds\":%.3f",
-                    options_.connections, opened_, held_, open_s, hold_s);
+                    "\"open_seconds\":%.3f,\"hold_seconds\":%.3f,\"session\":%s",
+                    options_.connections, opened_, held_, open_s, hold_s,
+                    target_.session ? "true" : "false");
         if (echo_once_) {
             std::printf(",\"echoed\":%zu", echoed_);
         }
@@ -738,6 +781,7 @@ int main(int argc, char** argv) {
         std::fputs("loadgen: handshake mode needs a wss:// url\n", stderr);
         return 2;
     }
+    target->session = options->session;
     std::signal(SIGPIPE, SIG_IGN); // a peer reset must surface as EPIPE, not kill us
     const rlim_t fds = raise_fd_limit();
     if (fds < options->connections + 64) {

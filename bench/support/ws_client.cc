@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace bench {
@@ -27,6 +28,37 @@ using proxy::core::Side;
 
 /// Largest handshake response we accept before giving up on the connection.
 constexpr std::size_t kMaxHead = std::size_t{16} * 1024;
+/// Session mode: largest control message we accept, and how often we acknowledge.
+constexpr std::size_t kMaxControl = 4096;
+constexpr std::uint64_t kAckEvery = 64;
+constexpr std::byte kKindBinary{0x00};
+constexpr std::byte kKindControl{0x01};
+
+/// The string value of `"key":"…"` in a flat JSON object, or "" (controls are small and flat).
+std::string_view json_string(std::string_view json, std::string_view key) {
+    std::string needle(1, '"');
+    needle.append(key).append("\":\"");
+    const std::size_t at = json.find(needle);
+    if (at == std::string_view::npos) {
+        return {};
+    }
+    const std::size_t begin = at + needle.size();
+    const std::size_t end = json.find('"', begin);
+    return end == std::string_view::npos ? std::string_view{} : json.substr(begin, end - begin);
+}
+
+/// The unsigned value of `"key":N` in a flat JSON object, or 0.
+std::uint64_t json_number(std::string_view json, std::string_view key) {
+    std::string needle(1, '"');
+    needle.append(key).append("\":");
+    const std::size_t at = json.find(needle);
+    std::uint64_t value = 0;
+    for (std::size_t i = at == std::string_view::npos ? json.size() : at + needle.size();
+         i < json.size() && json[i] >= '0' && json[i] <= '9'; ++i) {
+        value = value * 10 + static_cast<std::uint64_t>(json[i] - '0');
+    }
+    return value;
+}
 
 // One loop, one thread: every read lands in this buffer and is consumed (decoded in place)
 // before the next read is allocated, so 8000 idle connections cost no read memory.
@@ -216,7 +248,11 @@ void ClientConn::send_upgrade() {
     const std::string request = "GET " + target_->path + " HTTP/1.1\r\nHost: " + target_->host +
                                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                 "Sec-WebSocket-Key: " +
-                                key + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+                                key + "\r\nSec-WebSocket-Version: 13\r\n" +
+                                (target_->session ? "Sec-WebSocket-Protocol: " +
+                                                        std::string(kSessionSubprotocol) + "\r\n"
+                                                  : std::string()) +
+                                "\r\n";
     write_bytes(std::as_bytes(std::span(request)));
 }
 
@@ -385,6 +421,7 @@ std::string_view ClientConn::check_handshake(std::string_view head) const {
     bool upgrade = false;
     bool connection = false;
     bool accept = false;
+    bool protocol = false;
     std::string_view rest = line_end == std::string_view::npos ? "" : head.substr(line_end + 2);
     while (!rest.empty()) {
         const std::size_t eol = rest.find("\r\n");
@@ -405,6 +442,9 @@ std::string_view ClientConn::check_handshake(std::string_view head) const {
             if (!accept) {
                 return "wrong Sec-WebSocket-Accept";
             }
+        } else if (target_->session && iequals(name, "sec-websocket-protocol") &&
+                   value == kSessionSubprotocol) {
+            protocol = true;
         } else if (iequals(name, "sec-websocket-extensions") ||
                    iequals(name, "sec-websocket-protocol")) {
             return "server selected an extension or subprotocol we did not offer";
@@ -419,6 +459,9 @@ std::string_view ClientConn::check_handshake(std::string_view head) const {
     if (!accept) {
         return "missing Sec-WebSocket-Accept";
     }
+    if (target_->session && !protocol) {
+        return "the server did not select wsbridge.session.v1";
+    }
     return {};
 }
 
@@ -431,18 +474,40 @@ void ClientConn::feed(std::span<std::byte> bytes) {
 }
 
 bool ClientConn::send(ws::Opcode opcode, std::span<const std::byte> payload) {
+    if (target_->session && opcode == ws::Opcode::Binary) {
+        const std::array<std::byte, 1> kind{kKindBinary};
+        return send_frame(opcode, kind, payload);
+    }
+    return send_frame(opcode, {}, payload);
+}
+
+bool ClientConn::send_control(std::string_view json) {
+    const std::array<std::byte, 1> kind{kKindControl};
+    return send_frame(ws::Opcode::Binary, kind, std::as_bytes(std::span(json)));
+}
+
+bool ClientConn::send_frame(ws::Opcode opcode, std::span<const std::byte> prefix,
+                            std::span<const std::byte> payload) {
     if (state_ != State::Open) {
         return false;
     }
+    const std::size_t size = prefix.size() + payload.size();
     const std::array<std::byte, 4> mask = mask_source.next();
     std::array<std::byte, ws::kMaxHeaderSize> header{};
-    const std::size_t header_size = ws::encode_header(header, true, opcode, payload.size(), &mask);
-    frame_scratch.resize(header_size + payload.size());
+    const std::size_t header_size = ws::encode_header(header, true, opcode, size, &mask);
+    frame_scratch.resize(header_size + size);
     std::memcpy(frame_scratch.data(), header.data(), header_size);
+    if (!prefix.empty()) {
+        std::memcpy(frame_scratch.data() + header_size, prefix.data(), prefix.size());
+    }
     if (!payload.empty()) {
-        std::memcpy(frame_scratch.data() + header_size, payload.data(), payload.size());
+        std::memcpy(frame_scratch.data() + header_size + prefix.size(), payload.data(),
+                    payload.size());
     }
     ws::apply_mask(std::span(frame_scratch).subspan(header_size), mask, 0);
+    if (opcode == ws::Opcode::Close) {
+        close_sent_ = true;
+    }
     return write_bytes(frame_scratch);
 }
 
@@ -511,6 +576,16 @@ void ClientConn::close(std::uint16_t code) {
         abort(Outcome::Aborted, "closed before open");
         return;
     }
+    if (target_->session) {
+        // End the session, not only this connection (a Close would leave the session waiting
+        // resume_window for a resume): the proxy answers with the `close` control and Close.
+        session_closing_ = true;
+        send_control(R"({"type":"close"})");
+        if (state_ == State::Open) {
+            state_ = State::Closing;
+        }
+        return;
+    }
     const std::string payload = ws::close_payload(code, "");
     send(ws::Opcode::Close, std::as_bytes(std::span(payload)));
     if (state_ == State::Open) {
@@ -541,17 +616,83 @@ void ClientConn::on_close_cb(uv_handle_t* handle) noexcept {
     }
 }
 
-void ClientConn::on_data_frame_begin(const ws::FrameHeader&, ws::Opcode) {}
+void ClientConn::on_data_frame_begin(const ws::FrameHeader&, ws::Opcode message_opcode) {
+    if (target_->session && part_ == Part::Start && message_opcode == ws::Opcode::Text) {
+        part_ = Part::Text; // text messages are session messages as they are
+    }
+}
 
 void ClientConn::on_data_frame_payload(std::span<const std::byte> bytes) {
-    if (state_ == State::Open || state_ == State::Closing) {
+    if (state_ != State::Open && state_ != State::Closing) {
+        return;
+    }
+    if (target_->session && part_ == Part::Start && !bytes.empty()) {
+        if (bytes[0] == kKindBinary) {
+            part_ = Part::Data;
+        } else if (bytes[0] == kKindControl) {
+            part_ = Part::Control;
+        } else {
+            finish(Outcome::ProtocolError, "session: bad kind byte");
+            return;
+        }
+        bytes = bytes.subspan(1);
+    }
+    if (part_ == Part::Control) {
+        if (control_.size() + bytes.size() > kMaxControl) {
+            finish(Outcome::ProtocolError, "session: control message too large");
+            return;
+        }
+        control_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        return;
+    }
+    if (!bytes.empty()) {
         handler_->on_data(*this, bytes);
     }
 }
 
 void ClientConn::on_data_frame_end(bool message_end) {
-    if (message_end && (state_ == State::Open || state_ == State::Closing)) {
+    if (!message_end || (state_ != State::Open && state_ != State::Closing)) {
+        return;
+    }
+    if (!target_->session) {
         handler_->on_message_end(*this);
+        return;
+    }
+    const Part part = std::exchange(part_, Part::Start);
+    if (part == Part::Start) {
+        finish(Outcome::ProtocolError, "session: empty binary message");
+        return;
+    }
+    if (part == Part::Control) {
+        on_control();
+        return;
+    }
+    if (!announced_) {
+        // Every connection starts with the `session` control: a message before it means the
+        // proxy relayed the connection instead (and the backend picked our subprotocol).
+        finish(Outcome::ProtocolError, "session: a message before the session control");
+        return;
+    }
+    ++session_seq_;
+    handler_->on_message_end(*this);
+    // Acknowledge every kAckEvery messages, so the proxy can drop them from its replay buffer.
+    if (state_ == State::Open && session_seq_ - acked_seq_ >= kAckEvery) {
+        acked_seq_ = session_seq_;
+        send_control(R"({"type":"ack","seq":)" + std::to_string(session_seq_) + "}");
+    }
+}
+
+void ClientConn::on_control() {
+    const std::string json = std::exchange(control_, {});
+    const std::string_view type = json_string(json, "type");
+    if (type == "session") {
+        announced_ = true;
+        session_seq_ = json_number(json, "last_seq");
+        acked_seq_ = session_seq_;
+    } else if (type == "ack" || (type == "close" && session_closing_)) {
+        // ack: our messages were forwarded; close: the answer to ours, Close 1000 follows.
+    } else {
+        finish(Outcome::Aborted, "session_control_" + std::string(type.empty() ? "bad" : type));
     }
 }
 
@@ -563,6 +704,12 @@ void ClientConn::on_pong(std::span<const std::byte>) {}
 
 void ClientConn::on_close(std::uint16_t code, std::string_view reason) {
     if (state_ == State::Closing) {
+        if (!close_sent_) {
+            // Session mode: the proxy closes after our `close` control; answer its Close.
+            state_ = State::Open; // send() sends only while Open
+            const std::string payload = ws::close_payload(code, "");
+            send(ws::Opcode::Close, std::as_bytes(std::span(payload)));
+        }
         finish(Outcome::Clean, "");
         return;
     }

@@ -30,6 +30,9 @@ struct Target {
     std::string host; ///< Host header value, e.g. "127.0.0.1:8080"
     std::string path; ///< request target, e.g. "/echo"
     bool wss = false; ///< the URL said wss://: connections run TLS (`tls` must be set)
+    /// Offer `wsbridge.session.v1` and speak its framing (docs/protocol.md "WebSocket
+    /// sessions"); see ClientConn for what the connection then does on its own.
+    bool session = false;
     TlsClientContext* tls = nullptr; ///< the TLS client context for wss:// (owned by the caller)
 };
 
@@ -71,7 +74,22 @@ class ClientHandler {
     virtual void on_closed(ClientConn& conn, Outcome outcome, std::string_view detail) = 0;
 };
 
+/// The subprotocol of wsbridge's session transport over WebSocket.
+inline constexpr std::string_view kSessionSubprotocol = "wsbridge.session.v1";
+
 /// One client WebSocket connection on a uv loop.
+///
+/// With Target::session the connection is a wsbridge session client: the upgrade offers
+/// `wsbridge.session.v1` and the 101 must select it; a binary message sent with send() gets the
+/// kind byte 0x00 in front, and received binary messages lose theirs, so the handler sees the
+/// session's payloads only. Control messages (kind 0x01) never reach the handler: `session`
+/// (its last_seq starts the message count) and `ack` are consumed, any other type aborts the
+/// connection with detail `session_control_<type>` (counted as an error by the run), and a
+/// session message before the `session` control is a protocol error (a relayed connection whose
+/// backend selected the subprotocol would otherwise pass for a session). After
+/// every 64 messages received the connection sends an `ack` control. close() ends the session
+/// (the `close` control), not just the connection: the proxy answers with the `close` control
+/// and Close 1000, which ends the connection as Outcome::Clean.
 class ClientConn final : private proxy::ws::DecoderHandler {
   public:
     enum class State : std::uint8_t { Idle, Connecting, Handshaking, Open, Closing, Closed };
@@ -89,10 +107,12 @@ class ClientConn final : private proxy::ws::DecoderHandler {
     /// error and no callback ever fires; the connection is then Closed once the loop has run.
     proxy::core::Result<void> start();
     /// Sends one unfragmented, masked message. Returns false (and sends nothing) unless Open.
-    /// A write error closes the connection later with Outcome::IoError.
+    /// A write error closes the connection later with Outcome::IoError. In session mode a
+    /// Binary message is sent as a session binary message (kind byte 0x00 first).
     bool send(proxy::ws::Opcode opcode, std::span<const std::byte> payload);
     /// Starts the closing handshake (RFC 6455 §7.1.2): sends Close with `code` and waits for
-    /// the server's Close. Before the connection is open, aborts instead.
+    /// the server's Close. In session mode it sends the `close` control instead and waits for
+    /// the proxy's Close. Before the connection is open, aborts instead.
     void close(std::uint16_t code);
     /// Closes the socket now; on_closed reports `outcome`. No-op when already Closed.
     void abort(Outcome outcome, std::string_view detail);
@@ -107,6 +127,10 @@ class ClientConn final : private proxy::ws::DecoderHandler {
     [[nodiscard]] std::uint64_t tls_handshake_ns() const noexcept { return tls_handshake_ns_; }
     /// The negotiated TLS cipher suite ("" before the handshake or without TLS).
     [[nodiscard]] const std::string& tls_cipher() const noexcept { return tls_cipher_; }
+
+    /// Session mode: session messages received (the seq of the last one, counting from the
+    /// `session` control's last_seq).
+    [[nodiscard]] std::uint64_t session_seq() const noexcept { return session_seq_; }
 
     [[nodiscard]] State state() const noexcept { return state_; }
     [[nodiscard]] std::size_t id() const noexcept { return id_; }
@@ -131,6 +155,10 @@ class ClientConn final : private proxy::ws::DecoderHandler {
     [[nodiscard]] std::string_view check_handshake(std::string_view head) const;
     void feed(std::span<std::byte> bytes);
     bool write_bytes(std::span<const std::byte> bytes);
+    bool send_frame(proxy::ws::Opcode opcode, std::span<const std::byte> prefix,
+                    std::span<const std::byte> payload);
+    bool send_control(std::string_view json);
+    void on_control();
     void finish(Outcome outcome, std::string_view detail);
 
     // DecoderHandler: events of frames sent by the server.
@@ -164,6 +192,16 @@ class ClientConn final : private proxy::ws::DecoderHandler {
     std::string head_;            ///< handshake response bytes until the blank line
     std::string expected_accept_; ///< Sec-WebSocket-Accept the server must send
     std::string detail_;          ///< why the connection ended, for on_closed
+    bool close_sent_ = false;     ///< our Close frame is out
+
+    /// Session mode: what the current received message is.
+    enum class Part : std::uint8_t { Start, Text, Data, Control };
+    Part part_ = Part::Start;
+    std::string control_;           ///< the current control message's JSON
+    std::uint64_t session_seq_ = 0; ///< seq of the last session message received
+    std::uint64_t acked_seq_ = 0;   ///< seq our last `ack` control named
+    bool session_closing_ = false;  ///< we sent the `close` control
+    bool announced_ = false;        ///< the `session` control arrived
 };
 
 } // namespace bench
