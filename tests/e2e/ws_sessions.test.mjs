@@ -92,6 +92,7 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       { path: '/ctl', backend: ctl.url('/ctl'), rate: FAST },
       { path: '/gap', backend: ctl.url('/gap'), replay_messages: 10, rate: FAST },
       { path: '/ctlecho', backend: ctl.url('/echo'), rate: FAST },
+      { path: '/ratelimited', backend: ctl.url('/rate'), rate: { messages_per_second: 20, burst: 5 } },
     ]), { label: 'ws-sessions-proxy' });
   });
   after(async () => {
@@ -661,6 +662,44 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       assert.equal(post.status, 404);
       assert.equal(post.json?.error, 'session_closed');
       assert.equal(ctl.conns.length, n0 + 1, 'nothing more opened toward the backend');
+    });
+
+    test('a second WebSocket takes the session over: the first gets `replaced`, then close 1000', { timeout: T }, async () => {
+      const c = new SessionClient(proxy.port, '/echo');
+      const first = await c.wsAttach();
+      c.queue([{ binary: false, data: Buffer.from('one') }]);
+      await c.wsSend(first);
+      await settle(c, 1);
+      const mark = first.items.length;
+      const second = await c.wsAttach();
+      await first.waitEnd(3000);
+      assert.deepEqual(itemsAfter(first, mark), [{ type: 'replaced' }]);
+      assert.equal(first.close?.code, 1000);
+      assert.equal(first.cut, false, 'the proxy ended it');
+      c.queue([{ binary: false, data: Buffer.from('two') }]);
+      await c.wsSend(second);
+      await settle(c, 2);
+      second.destroy();
+      assertExact(c, c.outbox, 'across the takeover');
+    });
+
+    test('over the route\'s rate: close 1008, nothing after the limit forwarded, resent on resume', { timeout: T }, async () => {
+      const n0 = ctl.conns.length;
+      const c = new SessionClient(proxy.port, '/ratelimited');
+      const conn = await c.wsAttach();
+      const be = await ctl.nth(n0);
+      c.queue(Array.from({ length: 10 }, (_, i) => ({ binary: false, data: Buffer.from(`r${i + 1}`) })));
+      await c.wsSend(conn);
+      await conn.waitEnd(3000);
+      assert.deepEqual(conn.close, { code: 1008, reason: 'rate limit exceeded' });
+      await sleep(500); // the bucket refills (20/s, burst 5: 250 ms)
+      const again = await c.wsAttach();
+      assert.equal(again.controls[0].next_seq, 6, 'the first 5 (the burst) were forwarded');
+      await c.wsSend(again);
+      await ctl.waitFor(() => be.received.length >= 10, 3000, '10 messages at the backend');
+      await sleep(100);
+      again.destroy();
+      assert.deepEqual(be.received.map((r) => r.data.toString()), Array.from({ length: 10 }, (_, i) => `r${i + 1}`));
     });
 
     test('a backend close reaches the client after every message: `close`, then close 1000', { timeout: T }, async () => {
