@@ -488,7 +488,7 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
         let es = await c.sseAttach({ mode: p % 4 === 1 ? 'lei' : 'url', cutAfterBytes: rng.int(200, 60000) });
         if (prev) await checkReplaced(prev);
         await postAll(target);
-        for (let i = 0; i < 20 && c.lastSeen < target; i++) {
+        for (let i = 0; i < 20 && (c.lastSeen < target || es.current.ended); i++) {
           inTime('sse phase');
           if (es.current.ended) {
             cuts++;
