@@ -93,6 +93,9 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       { path: '/gap', backend: ctl.url('/gap'), replay_messages: 10, rate: FAST },
       { path: '/ctlecho', backend: ctl.url('/echo'), rate: FAST },
       { path: '/ratelimited', backend: ctl.url('/rate'), rate: { messages_per_second: 20, burst: 5 } },
+      { path: '/hb', backend: backend.url('/echo'), idle_timeout: '400ms', rate: FAST },
+      { path: '/big', backend: ctl.url('/big'), max_message: '1k', rate: FAST },
+      { path: '/origin', backend: backend.url('/echo'), origins: ['http://app.example'], rate: FAST },
     ]), { label: 'ws-sessions-proxy' });
   });
   after(async () => {
@@ -721,6 +724,90 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
   });
 
   // ------------------------------------------------------------------------------------------
+  describe('the route\'s rules on a session WebSocket', () => {
+    test('heartbeat_ms is idle_timeout/2; pings are answered and keep the connection', { timeout: T }, async () => {
+      const conn = await expectSessionWs(proxy.port, '/hb');
+      try {
+        const announce = await conn.waitControl('session', 3000);
+        assert.equal(announce.heartbeat_ms, 200);
+        await sleep(1200); // six heartbeat intervals: SessionWs answers the pings
+        assert.equal(conn.ended, false, `still open (close ${JSON.stringify(conn.close)})`);
+        conn.sendText('still here');
+        assert.ok(await conn.waitFor((x) => x.messages.length >= 1, 3000));
+        assert.deepEqual(conn.messages.map((m) => [m.seq, m.data.toString()]), [[1, 'still here']]);
+      } finally {
+        conn.destroy();
+      }
+    });
+
+    test('Origin: 403 before the upgrade for a foreign origin, 101 for an allowed one', { timeout: T }, async () => {
+      const bad = await connectWs(proxy.port, '/origin', { headers: { Origin: 'http://evil.example' } });
+      bad.destroy();
+      assert.equal(bad.status, 403);
+      const good = await connectWs(proxy.port, '/origin', { headers: { Origin: 'http://app.example' } });
+      good.destroy();
+      assert.equal(good.status, 101);
+      assert.equal(good.headers['sec-websocket-protocol'], SUBPROTOCOL);
+    });
+
+    test('resume position: absent ack is 0, an ack past the newest is clamped, a bad one is 400', { timeout: T }, async () => {
+      const c = new SessionClient(proxy.port, '/echo');
+      const conn = await c.wsAttach();
+      c.queue([{ binary: false, data: Buffer.from('a') }, { binary: false, data: Buffer.from('b') }]);
+      await c.wsSend(conn);
+      await settle(c, 2);
+      conn.destroy();
+      const noAck = await expectSessionWs(proxy.port, `/echo?session=${c.session}`);
+      assert.ok(await noAck.waitFor((x) => x.messages.length >= 2, 3000));
+      noAck.destroy();
+      assert.equal(noAck.controls[0].last_seq, 0);
+      assert.deepEqual(noAck.messages.map((m) => [m.seq, m.data.toString()]), [[1, 'a'], [2, 'b']]);
+      const ahead = await expectSessionWs(proxy.port, sessionPath('/echo', { session: c.session, ack: 99 }));
+      const announce = await ahead.waitControl('session', 3000);
+      ahead.destroy();
+      assert.equal(announce.last_seq, 2, 'ack clamped to the newest message');
+      for (const q of ['ack=x', 'ack=-1', 'ack=1&seq=0', 'ack=1&seq=abc']) {
+        const r = await connectWs(proxy.port, `/echo?session=${c.session}&${q}`);
+        r.destroy();
+        assert.equal(r.status, 400, `?${q}: ${r.statusLine}`);
+      }
+    });
+
+    test('a backend message over max_message closes the session: `close` 1009 after the earlier messages', { timeout: T }, async () => {
+      const n0 = ctl.conns.length;
+      const conn = await expectSessionWs(proxy.port, '/big');
+      const be = await ctl.nth(n0);
+      await conn.waitControl('session', 3000);
+      be.ws.send('ok');
+      be.ws.send('y'.repeat(2000));
+      await conn.waitEnd(3000);
+      const items = itemsAfter(conn, 1);
+      assert.equal(items[0], 'message 1');
+      assert.equal(items.length, 2, JSON.stringify(items));
+      assert.equal(items[1].type, 'close');
+      assert.equal(items[1].code, 1009);
+      assert.equal(conn.close?.code, 1000);
+    });
+
+    test('a backend that dies without a close: `close` 1014 after the earlier messages', { timeout: T }, async () => {
+      const n0 = ctl.conns.length;
+      const conn = await expectSessionWs(proxy.port, '/ctl');
+      const be = await ctl.nth(n0);
+      await conn.waitControl('session', 3000);
+      be.ws.send('last');
+      await conn.waitFor((x) => x.messages.length >= 1, 3000);
+      be.ws.terminate();
+      await conn.waitEnd(3000);
+      const items = itemsAfter(conn, 1);
+      assert.equal(items.length, 2, JSON.stringify(items));
+      assert.equal(items[0], 'message 1');
+      assert.equal(items[1].type, 'close');
+      assert.equal(items[1].code, 1014);
+      assert.equal(conn.close?.code, 1000);
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------
   describe('edge limits end the connection, not the session', () => {
     /** Opens a /limits session with one echoed message; returns {c, conn}. */
     async function opened() {
@@ -751,6 +838,8 @@ describe('WebSocket sessions (wsbridge.session.v1)', { skip }, () => {
       ['an unknown control type', 1002, () => encodeControl({ type: 'nope' })],
       ['a control with an unknown field', 1002, () => encodeControl({ type: 'ack', seq: 1, extra: true })],
       ['malformed control JSON', 1002, () => encodeControl('{"type":')],
+      ['a `close` control with code 1001', 1002, () => encodeControl({ type: 'close', code: 1001 })],
+      ['a `close` control with a 124-byte reason', 1002, () => encodeControl({ type: 'close', code: 4000, reason: 'x'.repeat(124) })],
     ];
     for (const [what, code, bytes] of cases) {
       test(`${what}: close ${code}, the session resumes`, { timeout: T }, async () => {
