@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "transports/replay_buffer.h"
 
@@ -21,6 +22,23 @@ struct CloseInfo {
 };
 
 class Transport;
+
+/// One client → backend message (a POST, or a message on a WebSocket session).
+struct ClientMessage {
+    bool binary = false;
+    std::string payload;
+};
+
+/// What became of client messages handed to SessionView::send().
+struct SendOutcome {
+    /// OverBurst: more new messages than the route's `rate.burst` at once (413 for a POST);
+    /// such a batch could never fit in the token bucket.
+    enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, OverBurst, Busy, RateLimited } kind =
+        Kind::Accepted;
+    std::uint64_t retry_after_s = 1;  ///< for Busy / RateLimited: when to retry (≥ 1)
+    std::uint64_t expected_seq = 0;  ///< next seq the session expects (after this send)
+    std::uint64_t forwarded = 0;     ///< messages forwarded now (duplicates excluded)
+};
 
 /// What a transport may see and do of its session. All calls are synchronous and cheap.
 class SessionView {
@@ -50,6 +68,15 @@ class SessionView {
     /// window when no other transport is attached.
     virtual void detach(Transport& transport) = 0;
 
+    /// Client → backend: `first_seq` numbers the first of `messages`, the rest follow. Each
+    /// seq is forwarded exactly once, in order; all or nothing (see proxy::Session::send).
+    virtual SendOutcome send(std::uint64_t first_seq, std::vector<ClientMessage>& messages) = 0;
+    /// The next client seq the session expects (1 for a new session).
+    virtual std::uint64_t expected_client_seq() const = 0;
+    /// The client closes the session (DELETE, or a WebSocket session's close control): the
+    /// backend gets `code` and `reason`, the attached transport on_session_gone().
+    virtual void close_by_client(std::uint16_t code, std::string_view reason) = 0;
+
   protected:
     ~SessionView() = default;
 };
@@ -68,6 +95,9 @@ class Transport {
     /// The session is going away (DELETE, shutdown, expiry) with `info` as its final state:
     /// deliver what can be delivered and end. Do not call detach().
     virtual void on_session_gone() = 0;
+    /// The backend's write queue drained below its low watermark after send() answered Busy:
+    /// a transport that holds client messages may send them now.
+    virtual void on_backend_writable() {}
 };
 
 } // namespace transports

@@ -4,6 +4,7 @@
 #include "proxy/http/response.h"
 #include "proxy/front/routing.h"
 #include "proxy/ws/handshake.h"
+#include "transports/ws_session/codec.h"
 #include "proxy/relay/ws_relay.h"
 
 namespace proxy {
@@ -178,6 +179,12 @@ HttpConnection::Next HttpConnection::handle_upgrade(const RouteRuntime& route,
                                                         : "An Origin header is required.",
                       true, "origin");
         return Next::Stop;
+    }
+    for (const auto& p : handshake->protocols) {
+        if (p == transports::ws_session::kSubprotocol) {
+            session_request_ = true;  // rejections from here on count as transport="session"
+            return handle_ws_session(route, rest, *handshake);
+        }
     }
     // Hand over: the relay owns the stream from now on; the registry owns the relay.
     WsRelay& relay = context_.adopt(std::make_unique<WsRelay>(

@@ -2,7 +2,8 @@
 // HttpConnection: a client connection in its HTTP/1.1 phase. Parses requests (strict llhttp,
 // with the configured limits and header_timeout), routes them (SPEC §1), and:
 //  - hands a valid WebSocket upgrade over to a WsRelay with any bytes pipelined after it;
-//  - opens or resumes SSE sessions and hands the socket over to an SseTransport;
+//  - opens or resumes SSE sessions and hands the socket over to an SseTransport, and WebSocket
+//    sessions (subprotocol wsbridge.session.v1) to a WsSessionTransport;
 //  - opens long-poll sessions, holds polls (PollTransport), takes POSTed messages and DELETEs,
 //    answers CORS preflights, all with keep-alive;
 //  - answers everything else with a JSON error.
@@ -23,6 +24,7 @@
 #include "proxy/core/timer.h"
 #include "proxy/http/parser.h"
 #include "proxy/session/session.h"
+#include "proxy/ws/handshake.h"
 #include "transports/long_polling/poll_transport.h"
 
 namespace proxy {
@@ -82,6 +84,12 @@ class HttpConnection final : public Closable,
     Next handle_poll(const RouteRuntime& route, std::string_view session_id);
     Next handle_send(const RouteRuntime& route, std::string_view session_id);
     Next handle_preflight(const RouteRuntime& route);
+    /// A WebSocket upgrade offering `wsbridge.session.v1`: opens, resumes or resets a session
+    /// and hands the socket to a WsSessionTransport (docs/protocol.md, WebSocket sessions).
+    Next handle_ws_session(const RouteRuntime& route, std::string_view rest,
+                           const ws::ClientHandshake& handshake);
+    void start_ws_session(Session& session, std::uint64_t after,
+                          std::optional<std::string> reset, std::string pending);
     /// CORS headers for the current request's Origin (empty when there is none).
     std::vector<std::pair<std::string, std::string>> cors_headers() const;
     /// The path clients use for this route's session requests.
@@ -109,6 +117,8 @@ class HttpConnection final : public Closable,
     Session* opening_ = nullptr;       ///< session whose backend handshake we wait for
     int opening_kind_ = 0;             ///< what to do once it opens (session_requests.cc)
     std::string opening_reset_;        ///< reset reason to announce ("" for none)
+    std::string ws_key_;               ///< a WebSocket session's Sec-WebSocket-Key (for its 101)
+    std::optional<std::uint64_t> ws_first_seq_;  ///< its `seq` query parameter
     std::unique_ptr<transports::long_polling::PollTransport> poll_;  ///< held poll
     bool poll_close_ = false;          ///< close the connection after the poll answer
     std::vector<std::pair<std::string, std::string>> poll_cors_;

@@ -201,6 +201,12 @@ void Session::backend_ended(std::uint16_t code, std::string reason) {
     }
 }
 
+void Session::on_backend_write_low() {
+    if (transport_ != nullptr) {
+        transport_->on_backend_writable();
+    }
+}
+
 void Session::notify_transport() {
     if (transport_ != nullptr) {
         transport_->on_messages();

@@ -1,5 +1,6 @@
 #pragma once
-// Session: one SSE or long-poll client bridged to one backend WebSocket connection (SPEC §3).
+// Session: one SSE, long-poll or WebSocket-session client bridged to one backend WebSocket
+// connection (SPEC §3).
 // It outlives the client's HTTP requests: transports attach and detach; with none attached the
 // backend connection stays open for resume_window, then is closed with 1001.
 //
@@ -45,22 +46,10 @@ class SessionOpener {
     virtual void on_session_failed(const core::Error& error, unsigned status) = 0;
 };
 
-/// One message POSTed by a client.
-struct ClientMessage {
-    bool binary = false;
-    std::string payload;
-};
-
-/// What became of a POST.
-struct SendOutcome {
-    /// OverBurst: more new messages than the route's `rate.burst` in one POST (413); such a
-    /// batch could never fit in the token bucket.
-    enum class Kind : std::uint8_t { Accepted, SeqGap, Closed, OverBurst, Busy, RateLimited } kind =
-        Kind::Accepted;
-    std::uint64_t retry_after_s = 1;  ///< for Busy / RateLimited: when to retry (≥ 1)
-    std::uint64_t expected_seq = 0;  ///< next seq the session expects (after this POST)
-    std::uint64_t forwarded = 0;     ///< messages forwarded now (duplicates excluded)
-};
+/// One client → backend message (transports/transport.h).
+using ClientMessage = transports::ClientMessage;
+/// What became of a send (transports/transport.h).
+using SendOutcome = transports::SendOutcome;
 
 /// See the file comment.
 class Session final : public Closable,
@@ -86,18 +75,18 @@ class Session final : public Closable,
     /// The route this session belongs to.
     const RouteRuntime& route() const noexcept { return route_; }
     /// The next client seq the session expects (1 for a new session).
-    std::uint64_t expected_client_seq() const noexcept { return next_client_seq_; }
+    std::uint64_t expected_client_seq() const noexcept override { return next_client_seq_; }
 
     /// Client → backend (POST): `first_seq` numbers the first message, the rest follow. All or
     /// nothing: the messages not sent before are forwarded together, or none is. Checked in this
     /// order: Closed (the session is closed, whatever the seq), SeqGap, OverBurst, Busy,
     /// RateLimited.
-    SendOutcome send(std::uint64_t first_seq, std::vector<ClientMessage>& messages);
+    SendOutcome send(std::uint64_t first_seq, std::vector<ClientMessage>& messages) override;
     /// DELETE: closes the backend with `code` and `reason` (unless it closed already), gives the
     /// attached transport the close and counts the session as closed. The closed session stays
     /// in the registry for resume_window, like one closed by its backend, so its reconnects
     /// learn that it is closed instead of opening a new one (issue 10). Idempotent.
-    void close_by_client(std::uint16_t code, std::string_view reason);
+    void close_by_client(std::uint16_t code, std::string_view reason) override;
     /// True once a DELETE closed the session: every SSE reconnect gets 204.
     bool closed_by_client() const noexcept { return client_closed_; }
 
@@ -122,7 +111,7 @@ class Session final : public Closable,
     void on_backend_read_done() override;
     void on_backend_gone(const core::Error* error) override;
     void on_backend_write_high() override {}
-    void on_backend_write_low() override {}
+    void on_backend_write_low() override;
     // ws::DecoderHandler: the backend's frames (the session decodes nothing else).
     void on_data_frame_begin(const ws::FrameHeader& header, ws::Opcode message) override;
     void on_data_frame_payload(std::span<const std::byte> bytes) override;

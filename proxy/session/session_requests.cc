@@ -13,6 +13,7 @@
 #include "transports/long_polling/codec.h"
 #include "transports/sse/encoder.h"
 #include "transports/sse/sse_transport.h"
+#include "transports/ws_session/ws_session_transport.h"
 
 namespace proxy {
 
@@ -22,7 +23,12 @@ namespace lp = transports::long_polling;
 
 namespace {
 
-enum OpenKind : int { kOpenSse = 1, kOpenLongPoll = 2, kOpenPollReset = 3 };
+enum OpenKind : int {
+    kOpenSse = 1,
+    kOpenLongPoll = 2,
+    kOpenPollReset = 3,
+    kOpenWs = 4,
+};
 
 /// Value of query parameter `name` (raw, not percent-decoded), or nullopt.
 std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
@@ -54,17 +60,22 @@ std::optional<std::uint64_t> parse_u64(std::string_view text) {
     return v;
 }
 
-/// Keeps a client's admission slot alive for as long as its SSE stream lives, and counts the
-/// stream in wsbridge_connections{transport="sse"} meanwhile (issue 10).
+/// Keeps a client's admission slot alive for as long as its SSE stream or WebSocket session
+/// connection lives, and counts it in wsbridge_connections{transport="sse"|"ws_session"}
+/// meanwhile (issue 10).
 struct SlotTicket final : core::DeferredDeletable {
-    SlotTicket(ClientSlot s, Metrics& m) : slot(std::move(s)), metrics(m) {
-        metrics.gauge_add("wsbridge_connections", 1, {{"transport", "sse"}});
+    SlotTicket(ClientSlot s, Metrics& m, std::string_view t)
+        : slot(std::move(s)), metrics(m), transport(t) {
+        metrics.gauge_add("wsbridge_connections", 1, {{"transport", transport}});
     }
-    ~SlotTicket() override { metrics.gauge_add("wsbridge_connections", -1, {{"transport", "sse"}}); }
+    ~SlotTicket() override {
+        metrics.gauge_add("wsbridge_connections", -1, {{"transport", transport}});
+    }
     SlotTicket(const SlotTicket&) = delete;
     SlotTicket& operator=(const SlotTicket&) = delete;
     ClientSlot slot;
     Metrics& metrics;
+    std::string_view transport;  ///< a literal
 };
 
 } // namespace
@@ -154,7 +165,8 @@ HttpConnection::Next HttpConnection::handle_preflight(const RouteRuntime& /*rout
 HttpConnection::Next HttpConnection::open_session(const RouteRuntime& route, int kind,
                                                   std::string reset_reason) {
     const http::Request& request = parser_.request();
-    const bool close = !request.keep_alive;
+    // A refused upgrade never leaves a reusable connection behind (SPEC §2).
+    const bool close = !request.keep_alive || kind == kOpenWs;
     if (context_.route_sessions(route.route) >= route.route->limits.max_sessions) {
         respond_error(503, "overloaded", "Too many sessions on this route; retry later.",
                       close, "session cap reached", {{"Retry-After", "1"}});
@@ -187,6 +199,12 @@ void HttpConnection::on_session_open() {
     case kOpenPollReset:
         start_poll(*session, 0, lp::Reset{std::string(session->id()), opening_reset_});
         return;
+    case kOpenWs: {
+        std::string pending = std::move(leftover_);
+        leftover_.clear();
+        start_ws_session(*session, 0, std::move(reset), std::move(pending));
+        return;
+    }
     default: {
         const HeartbeatPlan plan = derive_heartbeat(session->route().route->limits.idle_timeout);
         auto headers = cors_headers();
@@ -291,7 +309,7 @@ void HttpConnection::start_sse(Session& session, std::uint64_t after,
     auto& sse = context_.adopt(std::make_unique<transports::sse::SseTransport>(
         context_.loop(), std::move(stream_), session, after, std::move(options)));
     // The stream keeps this connection's admission slot until it ends.
-    sse.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics()));
+    sse.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "sse"));
     session.attach(sse);
     sse.start();
     // The socket belongs to the stream now; this connection is done.
@@ -473,6 +491,104 @@ HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
     respond(200, std::move(headers),
             "{\"next_seq\":" + std::to_string(out.expected_seq) + "}", close);
     return close ? Next::Stop : Next::Continue;
+}
+
+HttpConnection::Next HttpConnection::handle_ws_session(const RouteRuntime& route,
+                                                       std::string_view rest,
+                                                       const ws::ClientHandshake& handshake) {
+    const http::Request& request = parser_.request();
+    const std::string_view query = request.query();
+    auto number = [&](std::string_view name) -> std::optional<std::optional<std::uint64_t>> {
+        const auto text = query_param(query, name);
+        if (!text) {
+            return std::optional<std::uint64_t>{};
+        }
+        const auto v = parse_u64(*text);
+        if (!v) {
+            return std::nullopt;
+        }
+        return std::optional<std::uint64_t>{*v};
+    };
+    const auto ack = number("ack");
+    const auto seq = number("seq");
+    if (!ack || !seq || (*seq && **seq == 0)) {
+        respond_error(400, "bad_request",
+                      "ack must be a decimal sequence number and seq one starting at 1.", true,
+                      "bad ack or seq");
+        return Next::Stop;
+    }
+    ws_key_ = handshake.key;
+    ws_first_seq_ = *seq;
+    const auto session_id = query_param(query, "session");
+    if (!session_id) {
+        return open_session(route, kOpenWs, {});
+    }
+    Session* session = context_.find_session(*session_id);
+    if (session == nullptr || session->route().route != route.route) {
+        context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "ws_session"}});
+        return open_session(route, kOpenWs, "unknown session");
+    }
+    const std::uint64_t after = ack->value_or(0);
+    context_.metrics().inc("wsbridge_session_resumes_total", {{"transport", "ws_session"}});
+    core::log(LogLevel::Info, "session_resumed",
+              {{"session", session->id()},
+               {"client", client_address_},
+               {"transport", "ws_session"},
+               {"after_seq", after},
+               {"last_seq", session->replay().last_seq()}});
+    start_ws_session(*session, after, std::nullopt, std::string(rest));
+    return Next::Stop;
+}
+
+void HttpConnection::start_ws_session(Session& session, std::uint64_t after,
+                                      std::optional<std::string> reset, std::string pending) {
+    const auto& limits = session.route().route->limits;
+    const HeartbeatPlan plan = derive_heartbeat(limits.idle_timeout);
+    transports::ws_session::WsSessionOptions options;
+    options.ping_after_ms = plan.ping_after;
+    options.pong_timeout_ms = plan.pong_timeout;
+    options.message_timeout_ms = static_cast<std::uint64_t>(limits.message_timeout.count());
+    options.tick_ms = std::min(plan.tick, std::max<std::uint64_t>(1, options.message_timeout_ms / 4));
+    options.stall_ms = plan.pong_timeout;
+    options.max_message = limits.max_message;
+    options.high_watermark = limits.outbound_queue;
+    options.reset_reason = std::move(reset);
+    options.first_client_seq = ws_first_seq_;
+    options.on_client_error = [&context = context_, id = std::string(session.id()),
+                               client = client_address_,
+                               path = session.route().route->path](
+                                  std::string_view event, std::uint16_t code,
+                                  std::string_view detail) {
+        core::log_limited(LogLevel::Info, "ws_session_client_error",
+                          {{"session", id},
+                           {"client", client},
+                           {"route", path},
+                           {"event", event},
+                           {"code", static_cast<unsigned>(code)},
+                           {"detail", detail}});
+        if (event == "protocol_error") {
+            context.metrics().inc("wsbridge_protocol_errors_total",
+                                  {{"side", "client"}, {"reason", "ws_session"}});
+        } else {
+            context.metrics().inc("wsbridge_closes_total",
+                                  {{"side", "client"}, {"reason", std::string(event)}});
+        }
+    };
+    options.retire = [&context = context_](transports::ws_session::WsSessionTransport& t) {
+        context.retire(t);
+    };
+    stream_->write(ws::build_client_101(ws_key_, transports::ws_session::kSubprotocol, {}));
+    context_.metrics().inc("wsbridge_upgrades_total", {{"result", "accepted"}});
+    stream_->pause(core::kPauseOwner);  // the transport resumes once its first bytes are out
+    auto& t = context_.adopt(std::make_unique<transports::ws_session::WsSessionTransport>(
+        context_.loop(), std::move(stream_), session, after, std::move(options)));
+    t.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "ws_session"));
+    session.attach(t);
+    ended_ = true;
+    waiting_ = false;
+    header_timer_.stop();
+    context_.retire(*this);
+    t.start(std::move(pending));
 }
 
 } // namespace proxy

@@ -52,4 +52,41 @@ void FakeSession::gone() {
     }
 }
 
+transports::SendOutcome FakeSession::send(std::uint64_t first_seq,
+                                          std::vector<transports::ClientMessage>& messages) {
+    transports::SendOutcome out;
+    out.expected_seq = next_client_seq_;
+    if (answer_) {
+        out.kind = *answer_;
+        return out;
+    }
+    if (close_) {
+        out.kind = transports::SendOutcome::Kind::Closed;
+        return out;
+    }
+    if (first_seq > next_client_seq_) {
+        out.kind = transports::SendOutcome::Kind::SeqGap;
+        return out;
+    }
+    std::uint64_t seq = first_seq;
+    for (auto& m : messages) {
+        if (seq == next_client_seq_) {
+            forwarded_.push_back(std::move(m));
+            ++next_client_seq_;
+            ++out.forwarded;
+        }
+        ++seq;
+    }
+    out.expected_seq = next_client_seq_;
+    return out;
+}
+
+void FakeSession::close_by_client(std::uint16_t code, std::string_view reason) {
+    ++client_closes_;
+    if (!close_) {
+        close_ = transports::CloseInfo{code, std::string(reason)};
+    }
+    gone();
+}
+
 } // namespace proxy::test

@@ -33,8 +33,18 @@ class FakeSession final : public transports::SessionView {
     void acknowledged(std::uint64_t seq) override;
     void set_transport_full(bool full) override { full_.push_back(full); }
     void detach(transports::Transport& transport) override;
+    /// POST rules (exactly once, in order; SeqGap beyond the next expected seq), or
+    /// `send_answer` when the test set one. Forwarded messages land in forwarded().
+    transports::SendOutcome send(std::uint64_t first_seq,
+                                 std::vector<transports::ClientMessage>& messages) override;
+    std::uint64_t expected_client_seq() const override { return next_client_seq_; }
+    /// Records the close, sets close_info() and ends the attached transport (on_session_gone).
+    void close_by_client(std::uint16_t code, std::string_view reason) override;
 
     // ---- what the test does ----
+    /// Makes every send() answer `kind` without forwarding (Busy, RateLimited…); nullopt
+    /// restores the POST rules.
+    void set_send_answer(std::optional<transports::SendOutcome::Kind> kind) { answer_ = kind; }
     /// Sets the selected subprotocol.
     void set_protocol(std::string protocol) { protocol_ = std::move(protocol); }
     /// Attaches `transport`; a transport attached before gets on_replaced(), as with Session.
@@ -60,6 +70,10 @@ class FakeSession final : public transports::SessionView {
     std::size_t stray_detach_calls() const noexcept { return stray_detaches_; }
     /// The attached transport, or nullptr.
     transports::Transport* attached() const noexcept { return transport_; }
+    /// Client messages forwarded by send(), in order.
+    const std::vector<transports::ClientMessage>& forwarded() const noexcept { return forwarded_; }
+    /// close_by_client() calls.
+    std::size_t client_closes() const noexcept { return client_closes_; }
 
   private:
     std::string id_;
@@ -72,6 +86,10 @@ class FakeSession final : public transports::SessionView {
     std::vector<bool> full_;
     std::size_t detaches_ = 0;
     std::size_t stray_detaches_ = 0;
+    std::uint64_t next_client_seq_ = 1;
+    std::vector<transports::ClientMessage> forwarded_;
+    std::optional<transports::SendOutcome::Kind> answer_;
+    std::size_t client_closes_ = 0;
 };
 
 } // namespace proxy::test
