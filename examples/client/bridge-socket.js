@@ -519,7 +519,7 @@ export class BridgeSocket extends EventTarget {
       const why = reason ?? this.#lostReason ?? 'new backend connection';
       this.#emit(makeEvent('reset', {
         reason: why, transport: kind, session: this.#sess?.id ?? null,
-        unconfirmed: kind === 'websocket' ? null : unconfirmed,
+        unconfirmed: this.#sess ? unconfirmed : null, // a relayed WebSocket cannot tell
       }));
     }
     this.#hadBackend = true;
