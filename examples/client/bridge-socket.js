@@ -278,7 +278,7 @@ export class BridgeSocket extends EventTarget {
   #onPageHide = null;
   #sendHold = false;     // a probe up to WebSocket is running: no new POST
   #idleWaiters = [];     // resolved when the sender is idle
-  #probe = { timer: null, attempt: 0, running: null, cancel: null }; // running: settles with the probe
+  #probe = { timer: null, attempt: 0, running: null }; // running: a promise that settles with the probe
   #dropAt1009 = false;   // the proxy closed 1009: the message at its next_seq is too large
 
   constructor(url, options = {}) {
