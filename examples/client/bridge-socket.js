@@ -1333,7 +1333,7 @@ export class BridgeSocket extends EventTarget {
       this.#emit(makeEvent('reconnecting', { reason: `sse: ${why}`, attempt: 0, delay: 0 }));
     }
     this.#setTransport('longpoll', `sse: ${why}; the session continues by long-polling`);
-    this.#startPolling(true);
+    this.#startPolling(true, 'sse');
   }
 
   // long-poll ------------------------------------------------------------------------------------
@@ -1341,8 +1341,9 @@ export class BridgeSocket extends EventTarget {
   async #tryLongPoll(gen) {
     if (this.#sess) {
       // Resume: polling the session with ack= attaches it; the first answer makes it OPEN.
+      const previous = this.#transport;
       this.#accepted('longpoll');
-      this.#startPolling(true);
+      this.#startPolling(true, previous);
       return { ok: true };
     }
     let r;
@@ -1366,9 +1367,12 @@ export class BridgeSocket extends EventTarget {
     return { ok: true };
   }
 
-  /** Polls the session; `resuming`: the first answer is a resume (when it is no reset). */
-  #startPolling(resuming = false) {
-    const conn = { kind: 'longpoll', stopped: false, resuming, previous: this.#transport, stop: () => { conn.stopped = true; } };
+  /**
+   * Polls the session; `resuming`: the first answer is a resume (when it is no reset) from the
+   * `previous` transport.
+   */
+  #startPolling(resuming = false, previous = this.#transport) {
+    const conn = { kind: 'longpoll', stopped: false, resuming, previous, stop: () => { conn.stopped = true; } };
     this.#conn = conn;
     this.#pollLoop(conn);
   }

@@ -18,6 +18,10 @@
 //     not take for a failure (no reconnecting).
 //  c  the session's WebSocket is cut mid-stream (TCP, both sides): it resumes on WebSocket;
 //     what was in flight either way arrives exactly once.
+//  d  the gate blocks WebSocket and SSE: the same session continues by long-polling
+//     (?session=S&ack=N), sends by POST.
+//  e  WebSocket allowed again: the client probes up from long-polling and moves the session
+//     onto a WebSocket; wsbridge answers the held poll empty, which is no failure either.
 //
 // Every process (backend, wsbridge, Chromium, page server) is started here and stopped by PID;
 // every wait is bounded. Screenshots and page-state snapshots go to tests/browser/artifacts/.
@@ -301,5 +305,63 @@ describe('BridgeSocket on a WebSocket session in headless Chromium', { skip, tim
     assert.ok(again.length >= 1);
     assert.match(again.at(-1).target, new RegExp(`^/chat\\?session=${session}&ack=\\d+&seq=\\d+$`));
     assert.ok(!gate.requests().slice(nRequests).some((q) => /text\/event-stream/i.test(q.head)), 'no fallback to SSE');
+  });
+
+  test('d: WebSocket and SSE blocked — the same session continues by long-polling, exactly once both ways', { timeout: 45000 }, async (t) => {
+    assert.ok(session, 'scenario a ran');
+    const nEvents = (await state()).events.length;
+    peer.stream(40);
+    await streamPage(40);
+    await sleep(300);
+    const tBlock = Date.now();
+    gate.blockEventStream();
+    assert.equal(gate.blockWebSocket(), 1, 'the gate cut the session\'s WebSocket');
+    await waitPage(() => window.chat.socket.transport === 'longpoll' && window.chat.socket.readyState === 1, undefined, 20000, 'the session on long-polling');
+    const switched = Date.now() - tBlock;
+    await sleep(1000);
+    const r = await settleAndCheck('d');
+    const s = await artifacts('d-websocket-and-sse-blocked-longpoll');
+    t.diagnostic(`on long-polling ${switched} ms after the block; ${r.sentByPeer} peer → page, ${r.sentByPage} page → peer; ` +
+      `fallbackReason: ${s.fallbackReason}`);
+
+    assert.equal(s.transport, 'longpoll');
+    assert.equal(s.session, session, 'the same session');
+    const ev = eventsSince(s, nEvents);
+    noTrouble(ev);
+    assert.ok(ev.some((e) => e.type === 'resume' && e.transport === 'longpoll' && e.previous === 'websocket'), JSON.stringify(ev));
+    const after = gate.requests().filter((q) => q.at >= tBlock);
+    const sse = after.filter((q) => q.sse);
+    assert.ok(sse.length >= 1 && sse.every((q) => q.blocked), 'SSE was tried, and refused');
+    assert.match(sse[0].target, new RegExp(`[?&]session=${session}&ack=\\d+$`));
+    const polls = after.filter((q) => q.method === 'GET' && !q.sse && !q.websocket);
+    assert.ok(polls.length >= 1 && polls.every((q) => new RegExp(`^/chat\\?session=${session}&ack=\\d+$`).test(q.target)),
+      `polls of the same session: ${polls.map((q) => q.target).join(' ')}`);
+  });
+
+  test('e: WebSocket allowed again — probed up from long-polling onto WebSocket, same session', { timeout: 45000 }, async (t) => {
+    assert.ok(session, 'scenario a ran');
+    const nEvents = (await state()).events.length;
+    peer.stream(40);
+    await streamPage(40);
+    await sleep(300);
+    const tAllow = Date.now();
+    gate.allowWebSocket();
+    await waitPage(() => window.chat.socket.transport === 'websocket', undefined, 20000, 'the session back on WebSocket');
+    const moved = Date.now() - tAllow;
+    await sleep(1000);
+    const r = await settleAndCheck('e');
+    const s = await artifacts('e-probed-up-from-longpoll');
+    t.diagnostic(`on WebSocket ${moved} ms after WebSocket was allowed; ${r.sentByPeer} peer → page, ${r.sentByPage} page → peer`);
+
+    assert.equal(s.transport, 'websocket');
+    assert.equal(s.session, session, 'the same session');
+    const ev = eventsSince(s, nEvents);
+    noTrouble(ev);
+    assert.ok(!ev.some((e) => e.type === 'reconnecting'), `the move is not a reconnect: ${JSON.stringify(ev)}`);
+    assert.ok(ev.some((e) => e.type === 'resume' && e.transport === 'websocket' && e.previous === 'longpoll'), JSON.stringify(ev));
+    assert.equal(gate.requests().filter((q) => q.at >= tAllow && q.websocket && !q.blocked).length, 1, 'one WebSocket moved the session');
+    await sleep(500);
+    assert.equal(gate.wsConns(), 1, 'and it stays: no poll took the session back');
+    assert.equal((await state()).transport, 'websocket');
   });
 });

@@ -9,7 +9,9 @@
 //    `403 Forbidden` (Connection: close) without passing a byte of it on; plain HTTP (SSE,
 //    long-poll, POST) still passes;
 //  - allowWebSocket(): passes upgrades again;
-//  - cutWebSocket(): cuts the open WebSocket connections once, without blocking new ones.
+//  - cutWebSocket(): cuts the open WebSocket connections once, without blocking new ones;
+//  - blockEventStream() / allowEventStream(): the same policy for SSE (requests that accept
+//    text/event-stream get 403), so that only long-polling passes.
 // requests() lists every request head seen, in order: {conn, method, target, head, websocket,
 // blocked}. The relay is a child of nothing: it lives in the test's process and close() ends it.
 
@@ -33,6 +35,7 @@ export function startWsGate(targetPort) {
   const conns = new Set();
   const log = [];
   let blocking = false;
+  let blockingSse = false;
   let nextId = 1;
 
   const server = net.createServer((client) => {
@@ -81,15 +84,20 @@ export function startWsGate(targetPort) {
         const head = c.buf.subarray(0, end).toString('latin1');
         const { method, target, headers } = parseHead(head);
         const websocket = /websocket/i.test(headers.upgrade ?? '');
-        const entry = { conn: c.id, method, target, head, websocket, blocked: websocket && blocking, at: Date.now() };
+        const sse = /text\/event-stream/i.test(headers.accept ?? '');
+        const entry = {
+          conn: c.id, method, target, head, websocket, sse,
+          blocked: (websocket && blocking) || (sse && blockingSse), at: Date.now(),
+        };
         log.push(entry);
         if (entry.blocked) {
-          client.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n' +
-            'Connection: close\r\n\r\nWebSocket forbidden\n');
+          client.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n' +
+            'Connection: close\r\n\r\nforbidden\n');
           c.state = 'refused';
           c.buf = Buffer.alloc(0);
           return;
         }
+        if (sse) c.sse = true;
         upstream().write(c.buf.subarray(0, end + 4));
         c.buf = c.buf.subarray(end + 4);
         if (websocket || /chunked/i.test(headers['transfer-encoding'] ?? '')) {
@@ -130,6 +138,16 @@ export function startWsGate(targetPort) {
         },
         /** Cuts open WebSocket connections once; returns how many. */
         cutWebSocket: cutWs,
+        /** Cuts connections that carried an event stream and refuses new ones (403); returns how many were cut. */
+        blockEventStream() {
+          blockingSse = true;
+          const victims = [...conns].filter((c) => c.sse);
+          for (const c of victims) c.destroy();
+          return victims.length;
+        },
+        allowEventStream() {
+          blockingSse = false;
+        },
         close() {
           for (const c of [...conns]) c.destroy();
           return new Promise((r) => server.close(() => r()));
