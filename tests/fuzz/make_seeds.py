@@ -12,6 +12,7 @@ Input layouts (fuzz_support.h and each harness's header comment):
   sse_roundtrip  [session][chunk plan][ops]       op: kind byte, length byte, payload, extras
   config_load    the YAML text
   long_poll_batch [settings][body]                settings: bits0-1 max_message, bits2-3 count
+  ws_session_frames [settings][chunk plan][frames] settings: bits0-1 max_message
   chunk plan:    n, then (n & 15) size bytes (b & 0x7F, times 64 when b & 0x80)
 """
 
@@ -317,9 +318,37 @@ def long_poll_seeds():
     write("long_poll_batch", "limit-zero", bytes([0x00]) + b'[{"binary":"AA=="},{"text":')
 
 
+# ---- ws_session_frames -----------------------------------------------------------------------
+
+def ws_session_seeds():
+    ack = b'\x01{"type":"ack","seq":5}'
+    close = b'\x01{"type":"close","code":4000,"reason":"bye"}'
+    seeds = {
+        "text": frame(0x1, b"hello"),
+        "binary": frame(0x2, b"\x00\x01\x02"),
+        "binary-empty": frame(0x2, b"\x00"),
+        "ack": frame(0x2, ack),
+        "close": frame(0x2, close),
+        "close-default": frame(0x2, b'\x01{"type":"close"}'),
+        "fragmented-kind": frame(0x2, b"\x00", fin=False) + frame(0x9, b"p") +
+                           frame(0x0, b"abc", fin=False) + frame(0x0, b"def"),
+        "fragmented-control": frame(0x2, ack[:3], fin=False) + frame(0x0, ack[3:]),
+        "no-kind": frame(0x2, b""),
+        "bad-kind": frame(0x2, b"\x02xyz"),
+        "bad-json": frame(0x2, b'\x01{"type":"ack","seq":}'),
+        "unknown-type": frame(0x2, b'\x01{"type":"hello"}'),
+        "mixed": frame(0x1, b"a") + frame(0x2, b"\x00b") + frame(0x2, ack) + frame(0x8, b"\x03\xe8"),
+    }
+    for name, data in seeds.items():
+        write("ws_session_frames", name, bytes([0x03]) + plan() + data)
+        write("ws_session_frames", name + "-split", bytes([0x03]) + plan(1, 3) + data)
+    write("ws_session_frames", "limit", bytes([0x02]) + plan(7) + frame(0x1, b"x" * 65) + frame(0x1, b"ok"))
+
+
 if __name__ == "__main__":
     ws_seeds()
     http_seeds()
     sse_seeds()
     config_seeds()
     long_poll_seeds()
+    ws_session_seeds()

@@ -299,7 +299,9 @@ void WsSessionTransport::handle(ClientFrame frame) {
 }
 
 bool WsSessionTransport::send_message(ClientMessage& message) {
-    std::vector<ClientMessage> one;
+    // One reused vector: a message costs no allocation here (send() takes batches).
+    std::vector<ClientMessage>& one = one_;
+    one.clear();
     one.push_back(std::move(message));
     const SendOutcome out = session_->send(client_seq_, one);
     switch (out.kind) {

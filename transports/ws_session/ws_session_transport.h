@@ -141,6 +141,7 @@ class WsSessionTransport final : public Transport,
     std::unique_ptr<proxy::core::Timer> tick_;
     std::unique_ptr<proxy::core::Timer> ack_timer_;  ///< only while an ack is due
     std::unique_ptr<proxy::core::DeferredDeletable> held_;
+    std::vector<ClientMessage> one_;         ///< send()'s argument, reused
     std::optional<ClientMessage> waiting_;   ///< a client message the backend was too busy for
     std::string held_in_;                    ///< client bytes read after it
     std::uint64_t client_seq_ = 0;           ///< seq of the next client message
