@@ -22,8 +22,12 @@
 //     (?session=S&ack=N), sends by POST.
 //  e  WebSocket allowed again: the client probes up from long-polling and moves the session
 //     onto a WebSocket; wsbridge answers the held poll empty, which is no failure either.
+//  f  a second Chromium behind squid (Debian's ACLs refuse CONNECT to non-443 ports, so
+//     WebSocket never works; lib/intermediaries.mjs): the session opens on SSE and the client's
+//     probes up (?session=S) are denied by squid over and over, silently: no event reaches the
+//     page and the messages still arrive exactly once.
 //
-// Every process (backend, wsbridge, Chromium, page server) is started here and stopped by PID;
+// Every process (backend, wsbridge, squid, Chromium, page server) is started here and stopped by PID;
 // every wait is bounded. Screenshots and page-state snapshots go to tests/browser/artifacts/.
 
 import { describe, test, before, after } from 'node:test';
@@ -35,21 +39,24 @@ import WebSocket from 'ws';
 // First: it points the harness's log directory at tests/browser/artifacts.
 import { BROWSER_ARTIFACTS, browserSkip, launchChromium, stopAll } from './lib/browser.mjs';
 import { startWsGate } from './lib/ws_gate.mjs';
+import { intermediarySkip, startSquid } from './lib/intermediaries.mjs';
 import { startBackend, startProxy, proxyConfig, proxySkip, withTimeout, sleep } from '../e2e/lib/harness.mjs';
 import { startChatServer } from '../../examples/chat/server.mjs';
 
 const LABEL = 'ws_session';
-const skip = proxySkip() || (await browserSkip());
+const skip = proxySkip() || (await browserSkip()) || intermediarySkip();
 
 let backend;
 let proxy;
 let chat;
 let gate;
 let browser;
-let page;
+let page;         // the page, peer and page name the helpers below work on
 let peer;
+let me = 'ws-page';
 let session;      // the session id the page opened
-const me = 'ws-page';
+let squid;        // scenario f
+let squidBrowser;
 
 /** A chat participant connected straight to the backend; keeps every message it gets. */
 async function chatPeer(name) {
@@ -200,6 +207,8 @@ describe('BridgeSocket on a WebSocket session in headless Chromium', { skip, tim
 
   after(() => stopAll([
     ['peer', () => peer?.close()],
+    ['browser behind squid', () => squidBrowser?.close()],
+    ['squid', async () => { await squid?.stop(); squid?.cleanup(); }],
     ['browser', () => browser?.close()],
     ['gate', () => gate?.close()],
     ['page server', () => chat?.close()],
@@ -363,5 +372,42 @@ describe('BridgeSocket on a WebSocket session in headless Chromium', { skip, tim
     await sleep(500);
     assert.equal(gate.wsConns(), 1, 'and it stays: no poll took the session back');
     assert.equal((await state()).transport, 'websocket');
+  });
+
+  test('f: behind squid refusing CONNECT — a session on SSE whose probes up are denied, silently, exactly once both ways', { timeout: 45000 }, async (t) => {
+    peer.close();
+    await page.close();
+    squid = await startSquid();
+    squidBrowser = await launchChromium({ args: [`--proxy-server=http://127.0.0.1:${squid.port}`, '--proxy-bypass-list=<-loopback>'] });
+    me = 'f-page';
+    page = await withTimeout(squidBrowser.context.newPage(), 10000, 'a new page behind squid');
+    page.diag = [];
+    page.on('console', (m) => page.diag.push(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => page.diag.push(`pageerror: ${e.message}`));
+    const q = new URLSearchParams({
+      proxy: `http://127.0.0.1:${proxy.port}`, name: me, probeUpDelay: '600', probeUpMaxDelay: '1200',
+    });
+    await page.goto(`${chat.url}?${q}`, { timeout: 15000 });
+    peer = await chatPeer('f-peer');
+    await waitPage(() => window.chat?.socket?.readyState === 1, undefined, 15000, 'OPEN');
+    const s0 = await state();
+    assert.equal(s0.transport, 'sse', brief(s0));
+    assert.match(s0.session ?? '', /^[A-Za-z0-9_-]{22}$/);
+    peer.stream(40);
+    await streamPage(40);
+    await sleep(4000); // probes after 0.3–0.6 s, then every 0.6–1.2 s
+    const r = await settleAndCheck('f');
+    const s = await artifacts('f-squid-sse-probes-denied');
+    assert.equal(s.transport, 'sse');
+    assert.equal(s.session, s0.session, 'the same session');
+    assert.deepEqual(s.events.filter((e) => !['transport', 'open'].includes(e.type)), [],
+      'failed probes are silent: no reconnecting, resume, reset, gap or error');
+
+    const { accessLog } = await squid.stop();
+    fs.writeFileSync(path.join(BROWSER_ARTIFACTS, `${LABEL}-f-squid-access.log`), accessLog);
+    const denied = accessLog.split('\n').filter((l) => new RegExp(`TCP_DENIED/403 .* CONNECT 127\\.0\\.0\\.1:${proxy.port} `).test(l));
+    t.diagnostic(`${denied.length} WebSocket attempts denied by squid (the first one, then probes); ` +
+      `${r.sentByPeer} peer → page, ${r.sentByPage} page → peer`);
+    assert.ok(denied.length >= 3, `the first attempt and at least two probes went to squid and were denied:\n${accessLog}`);
   });
 });
