@@ -5,6 +5,8 @@
 // Page parameters (all optional): ?proxy=<wsbridge origin, "" = this page's origin>
 // &room=/chat &name=alice &transports=sse,longpoll &probe=message &probeTimeout=ms
 // &sseAnnounceTimeout=ms &sseReconnectTimeout=ms &wsOpenTimeout=ms &minDelay=ms &maxDelay=ms
+// &retryTransportFor=ms &probeUpDelay=ms &probeUpMaxDelay=ms &relay=1 (WebSocket as the
+// transparent relay instead of a session)
 //
 // For tests and the curious, window.chat exposes {socket, url, name, received, events, send()}.
 
@@ -23,9 +25,11 @@ const url = new URL(room, proxy || location.origin).href;
 const options = {};
 if (params.get('transports')) options.transports = params.get('transports').split(',');
 if (params.get('probe')) options.wsProbe = params.get('probe');
-for (const key of ['probeTimeout', 'sseAnnounceTimeout', 'sseReconnectTimeout', 'wsOpenTimeout', 'minDelay', 'maxDelay']) {
+for (const key of ['probeTimeout', 'sseAnnounceTimeout', 'sseReconnectTimeout', 'wsOpenTimeout', 'minDelay', 'maxDelay',
+  'retryTransportFor', 'probeUpDelay', 'probeUpMaxDelay']) {
   if (params.has(key)) options[key] = Number(params.get(key));
 }
+if (params.get('relay') === '1') options.wsSession = false;
 
 let stored = null;
 try {
@@ -96,6 +100,7 @@ socket.addEventListener('reconnecting', (e) => {
   }
 });
 socket.addEventListener('reconnect', (e) => log('reconnect', { transport: e.transport, resumed: e.resumed }));
+socket.addEventListener('resume', (e) => log('resume', { transport: e.transport, previous: e.previous, lastSeq: e.lastSeq }));
 socket.addEventListener('gap', (e) => {
   log('gap', { from: e.from, to: e.to });
   line('system', '', `— ${e.to - e.from + 1} message(s) were lost (${e.from}–${e.to}) —`);

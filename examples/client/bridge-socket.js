@@ -24,27 +24,46 @@
 //   `socket.fallbackReason` (null when the first one worked). A 'transport' event fires on
 //   every change.
 //
-// * Resume without loss or duplicate (SSE and long-poll sessions). Every backend message has a
-//   sequence number; the client keeps the last one it delivered and drops anything at or below
-//   it. Long-poll polls carry `ack=<last seq>`. An SSE stream is resumed by the browser's own
-//   EventSource reconnect, which sends Last-Event-ID (timing: the proxy's `retry:`, 1 s). An
-//   EventSource that gives up (an HTTP error on reconnect) or has not come back within
-//   `sseReconnectTimeout` says that SSE itself is failing on this path (wsbridge would also let
-//   a new EventSource resume by URL, `?session=S&ack=N`), so the client continues THE SAME session by
-//   long-polling from its last position (explicit ack) with backoff; `transport` becomes
-//   'longpoll' and `fallbackReason` says why. Lost ranges arrive as 'gap' events; a session the
-//   proxy no longer knows (restart, expiry) arrives as a 'reset' event before any message of the
-//   fresh session.
+// * Sessions on every transport. By default a WebSocket asks for wsbridge's session transport
+//   (subprotocol `wsbridge.session.v1`, docs/protocol.md "WebSocket sessions"), so the same
+//   session — the same backend connection, the same message numbering — lives on over
+//   WebSocket, SSE and long-polling alike. Every backend message has a sequence number (on the
+//   WebSocket counted from the `session` control's `last_seq`; a `gap` control moves the count);
+//   the client keeps the last one it delivered and drops anything at or below it, and
+//   acknowledges on the WebSocket at least every 64 messages or 100 ms (long-poll: `ack=` of
+//   each poll; SSE has no ack channel). A proxy that does not select the subprotocol (an older
+//   wsbridge) gets the transparent relay of the old days, as does `wsSession: false`.
 //
-// * WebSocket has no sequence numbers. A WebSocket that drops is reconnected (a new backend
-//   connection); the client then fires 'reset' (reason: why the old one ended), because messages
-//   the backend sent in between are gone. That is the explicit signal instead of a silent loss.
+// * Resume without loss or duplicate. After a cut the client resumes THE SAME session: on
+//   WebSocket when it can (`?session=S&ack=N&seq=M`, sending only once the `session` or `reset`
+//   control arrived), else by SSE (a new EventSource on `?session=S&ack=N`), else by
+//   long-polling (`?session=S&ack=N`). An SSE stream that breaks is first resumed by the
+//   browser's own EventSource reconnect, which sends Last-Event-ID (timing: the proxy's
+//   `retry:`, 1 s). An EventSource that gives up (an HTTP error on reconnect) or has not come
+//   back within `sseReconnectTimeout` says that SSE itself is failing on this path, so the
+//   client continues the session by long-polling from its last position (explicit ack) with
+//   backoff; `transport` becomes 'longpoll' and `fallbackReason` says why. While the session is
+//   below WebSocket, the client probes back up (`probeUpDelay`, doubling to `probeUpMaxDelay`,
+//   jittered) and moves the session onto a WebSocket that gets its `session` control; the proxy
+//   then ends the old transport (SSE stream ended, poll answered empty), which is not a
+//   failure. Lost ranges arrive as 'gap' events; a session the proxy no longer knows (restart,
+//   expiry) arrives as a 'reset' event before any message of the fresh session; every resume of
+//   the same session fires 'resume'.
 //
-// * Sending. send() never throws while CONNECTING: messages are queued and delivered in order.
-//   Over sessions each POST carries the seq of its first message; a retry of the same seq is
-//   safe (wsbridge forwards each seq once), 409 tells the expected seq, and when two or more are
-//   queued they go as one `&batch=1` POST. After a 'reset' the queued messages are sent to the
-//   fresh session; `event.unconfirmed` counts those whose earlier POST had no answer (they may
+// * The transparent WebSocket relay (`wsSession: false`, or an older proxy) has no sequence
+//   numbers. A relayed WebSocket that drops is reconnected (a new backend connection); the
+//   client then fires 'reset' (reason: why the old one ended), because messages the backend
+//   sent in between are gone. That is the explicit signal instead of a silent loss.
+//
+// * Sending. send() never throws while CONNECTING: messages are queued and delivered in order,
+//   exactly once within a session. Each message keeps its client seq until the proxy confirms
+//   it (the WebSocket `ack` control's `next_seq`, a POST's `next_seq`); after any reconnect or
+//   switch the unconfirmed ones are sent again from the first unconfirmed seq (the proxy
+//   forwards each seq once, so a resend is safe). Only one transport sends at a time: a probe
+//   up to WebSocket waits for the POST in flight. Over SSE and long-poll each POST carries the
+//   seq of its first message; 409 tells the expected seq, and when two or more are queued they
+//   go as one `&batch=1` POST. After a 'reset' the queued messages are sent to the fresh
+//   session; `event.unconfirmed` counts those that were sent but never confirmed (they may
 //   have reached the old backend connection: at-least-once across a reset, and you are told).
 //
 // * Reconnecting uses exponential backoff with full jitter: a random delay in
@@ -62,6 +81,8 @@
 //   reconnect    {transport, resumed}               back OPEN (resumed: same session, no loss)
 //   gap          {from, to}                         backend messages from..to were lost
 //   reset        {reason, transport, session, unconfirmed}   a fresh backend connection
+//   resume       {transport, previous, session, lastSeq}   the same session continues on a new
+//                                                   connection (after a cut, a fallback, a move up)
 // Each is also available as an on<type> property.
 
 const CONNECTING = 0;
@@ -71,9 +92,20 @@ const CLOSED = 3;
 
 const KNOWN_TRANSPORTS = ['websocket', 'sse', 'longpoll'];
 
+/** The WebSocket subprotocol that asks wsbridge for a session (docs/protocol.md). */
+export const SESSION_PROTOCOL = 'wsbridge.session.v1';
+const KIND_BINARY = 0x00;   // first byte of a binary WebSocket message: a binary session message
+const KIND_CONTROL = 0x01;  // ... a JSON control message
+const ACK_EVERY = 64;       // acknowledge at least every 64 messages ...
+const ACK_DELAY = 100;      // ... or 100 ms after the first unacknowledged one
+
 export const DEFAULT_OPTIONS = Object.freeze({
   transports: ['websocket', 'sse', 'longpoll'],
-  protocols: [],                 // WebSocket subprotocols (sent as ?protocol= on SSE/long-poll)
+  protocols: [],                 // WebSocket subprotocols (sent as ?protocol= on sessions)
+  wsSession: true,               // WebSocket as a wsbridge session (false: the transparent relay)
+  probeUp: true,                 // a session below WebSocket probes back up to it
+  probeUpDelay: 5000,            // first probe after this (jittered: [d/2, d]), doubling ...
+  probeUpMaxDelay: 120000,       // ... up to this
   binaryType: 'blob',
   wsOpenTimeout: 5000,           // a WebSocket that is not open by then has failed
   wsProbe: 'open',               // 'open' | 'message' (see above)
@@ -101,7 +133,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
 });
 
 const handlerMaps = new WeakMap();
-const EVENT_TYPES = ['open', 'message', 'close', 'error', 'transport', 'reconnecting', 'reconnect', 'gap', 'reset'];
+const EVENT_TYPES = ['open', 'message', 'close', 'error', 'transport', 'reconnecting', 'reconnect', 'gap', 'reset', 'resume'];
 
 function makeEvent(type, props = {}) {
   const ev = new Event(type);
@@ -131,6 +163,36 @@ function domError(message, name) {
 }
 
 const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** A binary WebSocket message of the session transport: the kind byte, then `payload`. */
+function sessionFrame(kind, payload) {
+  const out = new Uint8Array(payload.length + 1);
+  out[0] = kind;
+  out.set(payload, 1);
+  return out;
+}
+
+/**
+ * Decodes one WebSocket message of the session transport: {kind: 'text'|'binary', data} or
+ * {kind: 'control', msg}; null for a protocol error (an empty binary message, an unknown kind
+ * byte, a control that is not a JSON object with a string `type`).
+ */
+function decodeSessionFrame(data) {
+  if (typeof data === 'string') return { kind: 'text', data };
+  const bytes = new Uint8Array(data);
+  if (bytes.length === 0) return null;
+  if (bytes[0] === KIND_BINARY) return { kind: 'binary', data: bytes.subarray(1) };
+  if (bytes[0] !== KIND_CONTROL) return null;
+  let msg;
+  try {
+    msg = JSON.parse(utf8Decoder.decode(bytes.subarray(1)));
+  } catch {
+    return null;
+  }
+  if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return null;
+  return { kind: 'control', msg };
+}
 
 export function toBase64(bytes) {
   let s = '';
@@ -198,8 +260,8 @@ export class BridgeSocket extends EventTarget {
   #cancels = new Set();  // cancel functions of connection attempts in progress
   #sleeps = new Set();   // pending sleeps (woken on close)
   #conn = null;          // the running transport: {kind, ...}; identity = liveness
-  #sess = null;          // SSE/long-poll session: {id, url, lastSeq, sendSeq, holdMs, blocked, maxBatch}
-  #queue = [];           // unconfirmed outgoing messages, in order
+  #sess = null;          // the session: {id, url, lastSeq, sendSeq, holdMs, blocked, maxBatch}
+  #queue = [];           // unconfirmed outgoing messages, in order; #queue[i] has seq sendSeq + i
   #queuedBytes = 0;
   #pumping = false;
   #pumpAgain = false;    // #pump() was called while a pump was running
@@ -214,6 +276,10 @@ export class BridgeSocket extends EventTarget {
   #closeReq = null;      // {code, reason} once close() was called
   #closeTimer = null;
   #onPageHide = null;
+  #sendHold = false;     // a probe up to WebSocket is running: no new POST
+  #idleWaiters = [];     // resolved when the sender is idle
+  #probe = { timer: null, attempt: 0, running: null }; // running: a promise that settles with the probe
+  #dropAt1009 = false;   // the proxy closed 1009: the message at its next_seq is too large
 
   constructor(url, options = {}) {
     super();
@@ -262,10 +328,12 @@ export class BridgeSocket extends EventTarget {
   get transport() { return this.#transport; }
   /** Why the transports before `transport` were not used (null: the first one worked). */
   get fallbackReason() { return this.#fallbackReason; }
-  /** The current session id (SSE/long-poll), else null. */
+  /** The current session id (any transport), else null (a relayed WebSocket). */
   get session() { return this.#sess?.id ?? null; }
   get bufferedAmount() {
-    const ws = this.#conn?.kind === 'websocket' ? this.#conn.ws.bufferedAmount : 0;
+    // On a session the queue holds every message until the proxy confirmed it.
+    const conn = this.#conn;
+    const ws = conn?.kind === 'websocket' && !conn.session ? conn.ws.bufferedAmount : 0;
     return this.#queuedBytes + ws;
   }
   get binaryType() { return this.#binaryType; }
@@ -321,6 +389,7 @@ export class BridgeSocket extends EventTarget {
     if (this.#readyState === CLOSING || this.#readyState === CLOSED) return;
     this.#closeReq = { code, reason };
     this.#readyState = CLOSING;
+    this.#stopProbe();
     if (!this.#conn) {
       // Nothing is connected (first connect or a reconnect in progress).
       this.#abandonAttempts();
@@ -386,7 +455,7 @@ export class BridgeSocket extends EventTarget {
       const name = this.#order[index];
       this.#pass.index = index;
       this.#debug('trying', name);
-      const r = name === 'websocket' ? await this.#tryWebSocket(gen)
+      const r = name === 'websocket' ? await this.#tryWebSocket(() => gen === this.#cycleGen)
         : name === 'sse' ? await this.#trySse(gen)
           : await this.#tryLongPoll(gen);
       if (gen !== this.#cycleGen || r.ok) return;
@@ -450,17 +519,27 @@ export class BridgeSocket extends EventTarget {
       const why = reason ?? this.#lostReason ?? 'new backend connection';
       this.#emit(makeEvent('reset', {
         reason: why, transport: kind, session: this.#sess?.id ?? null,
-        unconfirmed: kind === 'websocket' ? null : unconfirmed,
+        unconfirmed: this.#sess ? unconfirmed : null, // a relayed WebSocket cannot tell
       }));
     }
     this.#hadBackend = true;
     this.#lostReason = null;
   }
 
-  /** The transport carries traffic: OPEN, with open (first time) or reconnect. */
-  #up(kind, resumed) {
+  /**
+   * The transport carries traffic: OPEN, with open (first time) or reconnect; `resumed`: the
+   * same session continues on a new connection (a 'resume' event; `previous` is the transport
+   * it came from, by default the current one).
+   */
+  #up(kind, resumed, previous = kind) {
     const was = this.#readyState;
     if (was === CONNECTING) this.#readyState = OPEN;
+    if (resumed) {
+      this.#emit(makeEvent('resume', {
+        transport: kind, previous, session: this.#sess?.id ?? null, lastSeq: this.#sess?.lastSeq ?? 0,
+      }));
+    }
+    if (this.#readyState === CLOSED) return; // closed by a handler
     if (!this.#everOpen) {
       this.#everOpen = true;
       this.#emit(makeEvent('open', { transport: kind }));
@@ -469,6 +548,7 @@ export class BridgeSocket extends EventTarget {
     }
     this.#pumpWaker?.();
     this.#pump();
+    this.#scheduleProbeUp();
   }
 
   /** The connection is gone but may come back: CONNECTING, then a new cycle. */
@@ -504,6 +584,7 @@ export class BridgeSocket extends EventTarget {
     if (this.#readyState === CLOSED) return;
     this.#readyState = CLOSED;
     clearTimeout(this.#closeTimer);
+    this.#stopProbe();
     if (this.#onPageHide) globalThis.removeEventListener('pagehide', this.#onPageHide);
     this.#abandonAttempts();
     const conn = this.#conn;
@@ -521,6 +602,23 @@ export class BridgeSocket extends EventTarget {
     if (this.#readyState === CLOSED) return;
     const { code, reason } = this.#closeReq;
     const conn = this.#conn;
+    if (conn?.kind === 'websocket' && conn.session) {
+      // The `close` control ends the session (a WebSocket Close would only detach it); the
+      // proxy answers with its own `close` control, which finishes (#sessionClosed).
+      if (conn.closing) return;
+      conn.closing = true;
+      try {
+        this.#sendAck(conn);
+        this.#sendControl(conn, reason ? { type: 'close', code, reason } : { type: 'close', code });
+      } catch {
+        this.#wsSessionLost(conn, 'closed while closing');
+        return;
+      }
+      setTimeout(() => {
+        if (this.#conn === conn && this.#readyState === CLOSING) this.#wsSessionLost(conn, 'no close control in time');
+      }, this.#opts.closeTimeout);
+      return;
+    }
     if (conn?.kind === 'websocket') {
       try {
         conn.ws.close(code, reason);
@@ -593,14 +691,25 @@ export class BridgeSocket extends EventTarget {
 
   // ---- WebSocket -------------------------------------------------------------------------------
 
-  #tryWebSocket(gen) {
+  /**
+   * One WebSocket attempt. With `wsSession` it offers SESSION_PROTOCOL and, when a session
+   * exists, resumes it (`?session=S&ack=N&seq=M`); it succeeds when the `session` control
+   * arrives (which proves the path carries data), and the connection is adopted synchronously
+   * so that no message after it is missed. A proxy that does not select the subprotocol gets
+   * the transparent relay and its probe window (never for a probe up: `probe` true).
+   * `wanted()` false at the moment of success abandons the attempt.
+   */
+  #tryWebSocket(wanted, { probe = false } = {}) {
     return new Promise((resolve) => {
-      const { wsOpenTimeout, wsProbe, probeTimeout } = this.#opts;
+      const { wsOpenTimeout, wsProbe, probeTimeout, wsSession } = this.#opts;
       const t0 = Date.now();
       const ms = () => Date.now() - t0;
+      const resuming = wsSession && this.#sess !== null;
+      const firstSeq = resuming ? this.#sess.sendSeq : 1;
       let ws;
       try {
-        ws = new this.#WS(this.#wsUrl, this.#opts.protocols);
+        ws = wsSession ? new this.#WS(this.#wsSessionUrl(), [SESSION_PROTOCOL, ...this.#opts.protocols])
+          : new this.#WS(this.#wsUrl, this.#opts.protocols);
       } catch (err) {
         resolve({ ok: false, reason: `cannot be created (${err.message})` });
         return;
@@ -611,6 +720,8 @@ export class BridgeSocket extends EventTarget {
       let probeTimer = null;
       const early = [];
       let earlyClose = null;
+      let pendingReset = null;
+      let refusal = null;   // an `error` control before the `session` control
       const done = () => {
         clearTimeout(openTimer);
         clearTimeout(probeTimer);
@@ -630,17 +741,27 @@ export class BridgeSocket extends EventTarget {
       };
       const cancel = () => fail('cancelled');
       this.#cancels.add(cancel);
-      const confirm = () => {
-        if (phase === 'done') return;
+      const settle = () => {
+        if (phase === 'done') return false;
         phase = 'done';
         done();
-        if (gen !== this.#cycleGen) {
+        if (!wanted()) {
+          ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
           ws.close();
           resolve({ ok: false, reason: 'cancelled' });
-          return;
+          return false;
         }
+        return true;
+      };
+      const confirmSession = (info) => {
+        if (!settle()) return;
+        this.#adoptWsSession(ws, info, pendingReset, firstSeq, probe);
+        resolve({ ok: true });
+      };
+      const confirmRelay = () => {
+        if (!settle()) return;
         this.#accepted('websocket');
-        const conn = { kind: 'websocket', ws, stop: () => { ws.onmessage = ws.onclose = null; ws.close(); } };
+        const conn = { kind: 'websocket', session: false, ws, stop: () => { ws.onmessage = ws.onclose = null; ws.close(); } };
         this.#conn = conn;
         this.#sess = null;
         this.#protocol = ws.protocol;
@@ -657,30 +778,53 @@ export class BridgeSocket extends EventTarget {
         if (earlyClose) this.#onWsClose(conn, earlyClose);
         resolve({ ok: true });
       };
-      openTimer = setTimeout(() => fail(`did not open within ${wsOpenTimeout} ms`), wsOpenTimeout);
+      openTimer = setTimeout(() => fail(phase === 'announce'
+        ? `opened but sent no session control within ${wsOpenTimeout} ms`
+        : `did not open within ${wsOpenTimeout} ms`), wsOpenTimeout);
       ws.onopen = () => {
+        if (wsSession && ws.protocol === SESSION_PROTOCOL) {
+          phase = 'announce'; // the open timer runs on until the `session` control
+          return;
+        }
+        if (probe) {
+          fail(`the proxy did not select ${SESSION_PROTOCOL}`);
+          return;
+        }
         phase = 'probing';
         clearTimeout(openTimer);
         if (wsProbe !== 'message' && probeTimeout <= 0) {
-          confirm();
+          confirmRelay();
           return;
         }
         probeTimer = setTimeout(() => {
           if (wsProbe === 'message') fail(`opened but carried no message within ${probeTimeout} ms`);
-          else confirm();
+          else confirmRelay();
         }, probeTimeout);
       };
       ws.onmessage = (e) => {
+        if (phase === 'announce') {
+          // Before the `session` control only `reset` (then `session`) or `error` may come.
+          const f = decodeSessionFrame(e.data);
+          const type = f?.kind === 'control' ? f.msg.type : null;
+          if (type === 'reset') pendingReset = f.msg;
+          else if (type === 'session' && typeof f.msg.session === 'string') confirmSession(f.msg);
+          else if (type === 'error') refusal = f.msg;
+          else fail('protocol error: a message before the session control');
+          return;
+        }
         early.push(e.data);
-        if (phase === 'probing') confirm();
+        if (phase === 'probing') confirmRelay();
       };
       ws.onerror = () => {};
       ws.onclose = (e) => {
-        if (phase === 'probing' && e.wasClean && e.code !== 1006) {
+        if (refusal) {
+          this.#refused(refusal);
+          fail(`refused: ${refusal.error}${refusal.detail ? ` (${refusal.detail})` : ''}`);
+        } else if (phase === 'probing' && e.wasClean && e.code !== 1006) {
           // The backend itself closed cleanly: that is its answer, not a broken transport.
           earlyClose = e;
-          confirm();
-        } else if (phase === 'probing') {
+          confirmRelay();
+        } else if (phase === 'probing' || phase === 'announce') {
           fail(`opened, then closed (${e.code}) after ${ms()} ms`);
         } else {
           fail(`failed to open (close ${e.code} after ${ms()} ms)`);
@@ -689,8 +833,203 @@ export class BridgeSocket extends EventTarget {
     });
   }
 
+  /** The WebSocket URL of a session: new (with ?protocol=) or resumed (session, ack, seq). */
+  #wsSessionUrl() {
+    const u = new URL(this.#wsUrl);
+    const sess = this.#sess;
+    if (sess) {
+      u.searchParams.set('session', sess.id);
+      u.searchParams.set('ack', String(sess.lastSeq));
+      u.searchParams.set('seq', String(sess.sendSeq));
+    } else {
+      for (const p of this.#opts.protocols) u.searchParams.append('protocol', p);
+    }
+    return u.href;
+  }
+
+  /** The proxy refused a session WebSocket with an `error` control before its `session`. */
+  #refused(msg) {
+    const sess = this.#sess;
+    const expected = Number(msg.expected_seq);
+    if (msg.error === 'seq_gap' && sess && Number.isFinite(expected) && expected > 0 && expected < sess.sendSeq) {
+      // The proxy expects an earlier seq: messages we believed confirmed were not forwarded.
+      this.#emit(makeEvent('error', {
+        message: `the proxy expected seq ${expected}, not ${sess.sendSeq}: ${sess.sendSeq - expected} message(s) were lost`,
+      }));
+      sess.sendSeq = expected;
+    }
+  }
+
+  /**
+   * Makes `ws` (its `session` control `info` just arrived, after `pendingReset` if any) the
+   * session's connection, retiring the one before it (a probe up: the proxy has already ended
+   * it). Synchronous, inside the message event, so every later message reaches the new handler.
+   */
+  #adoptWsSession(ws, info, pendingReset, firstSeq, probe) {
+    const previous = this.#transport;
+    const old = this.#conn;
+    if (old) {
+      old.stop();
+      this.#conn = null;
+    }
+    if (probe) {
+      this.#floor = this.#order.indexOf('websocket');
+      this.#attempt = 0;
+      this.#stickUntil = 0;
+      this.#setTransport('websocket', null);
+    } else {
+      this.#accepted('websocket');
+    }
+    const conn = {
+      kind: 'websocket', session: true, ws, since: Date.now(), nextSeq: 1, writeSeq: 1, ready: false,
+      unacked: 0, ackTimer: null, error: null, closing: false,
+      stop: () => {
+        clearTimeout(conn.ackTimer);
+        ws.onmessage = ws.onclose = null;
+        ws.close();
+      },
+    };
+    this.#conn = conn;
+    ws.onmessage = (e) => this.#onWsSessionMessage(conn, e.data);
+    ws.onclose = (e) => this.#onWsClose(conn, e);
+    ws.onerror = null;
+    let resumed = false;
+    if (!this.#sess) {
+      this.#newSession(info.session, this.#sessionUrl(info.session), info.last_seq, info.heartbeat_ms);
+      this.#freshBackend('websocket', null);
+    } else if (pendingReset || info.session !== this.#sess.id) {
+      // Seqs restart at 1 both ways: the first message written here is the new session's seq 1.
+      this.#applyReset('websocket', info.session, pendingReset?.reason);
+      this.#sess.holdMs = Number(info.heartbeat_ms) || this.#sess.holdMs;
+    } else {
+      resumed = true;
+      conn.writeSeq = firstSeq;
+      if (this.#dropAt1009) this.#dropTooLarge(Number(info.next_seq));
+    }
+    this.#dropAt1009 = false;
+    if (typeof info.protocol === 'string') this.#protocol = info.protocol;
+    else if (!resumed) this.#protocol = '';
+    conn.nextSeq = (Number(info.last_seq) || 0) + 1;
+    conn.ready = true;
+    this.#sess.blocked = false;
+    this.#up('websocket', resumed, previous);
+  }
+
+  /**
+   * After a close 1009 the proxy's next_seq names the message that was too large: it can never
+   * be forwarded, so it is dropped (with an `error` event, as a POST's 413) before it is sent
+   * again. It was not forwarded, so the ones after it may take its seq.
+   */
+  #dropTooLarge(nextSeq) {
+    const i = nextSeq - this.#sess.sendSeq;
+    if (!Number.isFinite(i) || i < 0 || i >= this.#queue.length) return;
+    const [m] = this.#queue.splice(i, 1);
+    this.#queuedBytes -= m.bytes;
+    this.#emit(makeEvent('error', { message: 'the proxy refused a message (close 1009: too large); it was dropped' }));
+  }
+
+  #onWsSessionMessage(conn, data) {
+    if (this.#conn !== conn) return;
+    const f = decodeSessionFrame(data);
+    if (!f) {
+      // RFC 6455 §7.4.1: 1002, protocol error. The session stays; resume.
+      conn.ws.close(1002, 'session framing error');
+      this.#wsSessionLost(conn, 'a message that is not session framing (closed 1002)');
+      return;
+    }
+    if (f.kind !== 'control') {
+      const seq = conn.nextSeq++;
+      this.#sessionMessage(seq, f.data, f.kind === 'binary');
+      if (this.#conn !== conn) return;
+      conn.unacked++;
+      if (conn.unacked >= ACK_EVERY) this.#sendAck(conn);
+      else if (conn.ackTimer === null) conn.ackTimer = setTimeout(() => this.#sendAck(conn), ACK_DELAY);
+      return;
+    }
+    const msg = f.msg;
+    switch (msg.type) {
+      case 'ack':
+        this.#confirmUpTo(Number(msg.next_seq));
+        break;
+      case 'gap':
+        this.#gap(msg);
+        if (Number.isFinite(Number(msg.to))) conn.nextSeq = Number(msg.to) + 1;
+        break;
+      case 'close':
+        this.#sessionClosed(conn, msg);
+        break;
+      case 'replaced':
+        // Another connection took the session over. This client keeps one connection per
+        // session, so it can only be a request of ours that was still on its way: resume.
+        conn.stop();
+        this.#wsSessionLost(conn, 'the proxy gave the session to another connection (replaced)');
+        break;
+      case 'error':
+        conn.error = msg; // the close follows
+        break;
+      default:
+        this.#debug('ignoring control', msg);
+    }
+  }
+
+  /** Sends `{"type":"ack","seq":<last delivered>}` now. */
+  #sendAck(conn) {
+    clearTimeout(conn.ackTimer);
+    conn.ackTimer = null;
+    if (this.#conn !== conn || conn.ws.readyState !== 1 || !this.#sess) return;
+    conn.unacked = 0;
+    this.#sendControl(conn, { type: 'ack', seq: this.#sess.lastSeq });
+  }
+
+  #sendControl(conn, msg) {
+    conn.ws.send(sessionFrame(KIND_CONTROL, utf8.encode(JSON.stringify(msg))));
+  }
+
+  /** The proxy confirmed every client message below `next`: they leave the queue. */
+  #confirmUpTo(next) {
+    const sess = this.#sess;
+    if (!sess || !Number.isFinite(next)) return;
+    const k = Math.min(this.#queue.length, next - sess.sendSeq);
+    if (k <= 0) return;
+    this.#dequeue(k);
+    sess.sendSeq += k;
+    if (this.#readyState === CLOSING && this.#queue.length === 0 && !this.#pumping) this.#closeNow();
+  }
+
+  /** Messages written on a connection that is gone may or may not have been forwarded. */
+  #markWritten(conn) {
+    const n = Math.min(this.#queue.length, conn.writeSeq - (this.#sess?.sendSeq ?? conn.writeSeq));
+    for (let i = 0; i < n; i++) this.#queue[i].ambiguous = true;
+  }
+
+  /** A session WebSocket ended without ending the session: resume it. */
+  #wsSessionLost(conn, reason) {
+    if (this.#conn !== conn) return;
+    clearTimeout(conn.ackTimer);
+    this.#markWritten(conn);
+    this.#conn = null;
+    // A WebSocket that stayed up a while resets the probe-up backoff.
+    if (Date.now() - conn.since > 30000) this.#probe.attempt = 0;
+    if (this.#readyState === CLOSING) {
+      // close() was waiting for the proxy: end the session by DELETE instead.
+      const { code, reason: r } = this.#closeReq;
+      const sess = this.#sess;
+      if (sess) this.#deleteSession(sess, code, r).then((ok) => this.#finish(code, r, ok));
+      else this.#finish(code, r, false);
+      return;
+    }
+    this.#lost(`websocket: ${reason}`, { fresh: false });
+  }
+
   #onWsClose(conn, e) {
     if (this.#conn !== conn) return;
+    if (conn.session) {
+      if (e.code === 1009) this.#dropAt1009 = true;
+      const why = conn.error ? `; ${conn.error.error}${conn.error.detail ? `: ${conn.error.detail}` : ''}` : '';
+      if (conn.error) this.#refused(conn.error);
+      this.#wsSessionLost(conn, `closed (${e.code}${e.reason ? ` ${e.reason}` : ''}${why})`);
+      return;
+    }
     this.#conn = null;
     if (this.#readyState === CLOSING) {
       this.#finish(e.code, e.reason, e.wasClean);
@@ -701,7 +1040,77 @@ export class BridgeSocket extends EventTarget {
     }
   }
 
-  // ---- sessions (SSE and long-poll) ------------------------------------------------------------
+  // ---- probing back up to WebSocket --------------------------------------------------------
+
+  /** While a session runs below WebSocket, schedules the next probe up (backoff, jitter). */
+  #scheduleProbeUp() {
+    const o = this.#opts;
+    const p = this.#probe;
+    if (!o.wsSession || !o.probeUp || !this.#sess || p.timer !== null || p.running) return;
+    const ws = this.#order.indexOf('websocket');
+    if (ws < 0 || this.#order.indexOf(this.#transport) <= ws || this.#readyState !== OPEN) return;
+    p.attempt++;
+    const d = Math.min(o.probeUpMaxDelay, o.probeUpDelay * 2 ** (p.attempt - 1));
+    const delay = Math.round(d / 2 + (Math.random() * d) / 2);
+    this.#debug('probing up to websocket in', delay, 'ms');
+    p.timer = setTimeout(() => {
+      p.timer = null;
+      this.#probeUp();
+    }, delay);
+  }
+
+  async #probeUp() {
+    const p = this.#probe;
+    const from = this.#conn;
+    if (this.#readyState !== OPEN || !this.#sess || !from || from.kind === 'websocket') return;
+    let settled;
+    p.running = new Promise((r) => { settled = r; });
+    const token = p.running;
+    // One sender at a time: the WebSocket numbers its messages from seq=, so no POST may
+    // confirm (and drop) messages while it opens.
+    this.#sendHold = true;
+    this.#pumpWaker?.();
+    await this.#pumpIdle();
+    let r = { ok: false, reason: 'cancelled' };
+    if (p.running === token && this.#readyState === OPEN && this.#conn === from) {
+      r = await this.#tryWebSocket(() => p.running === token && this.#readyState < CLOSING, { probe: true });
+    }
+    if (p.running === token) p.running = null;
+    this.#sendHold = false;
+    settled();
+    if (r.ok) return;
+    this.#debug('probe up failed:', r.reason);
+    if (this.#readyState >= CLOSING) return;
+    if (this.#conn === from && from.dormant) {
+      // The old transport ended while the probe ran (the proxy may have attached the probe and
+      // then lost it): resume the session from where the transport order stands.
+      this.#conn = null;
+      this.#lost(`${from.kind}: ended while probing WebSocket (${r.reason})`, { fresh: false });
+      return;
+    }
+    this.#pump();
+    this.#scheduleProbeUp();
+  }
+
+  #stopProbe() {
+    const p = this.#probe;
+    clearTimeout(p.timer);
+    p.timer = null;
+    p.running = null; // a running probe sees it is no longer wanted
+    this.#sendHold = false;
+  }
+
+  /** Resolves once no probe is running. */
+  async #probeSettled() {
+    while (this.#probe.running) await this.#probe.running;
+  }
+
+  // ---- sessions (every transport) --------------------------------------------------------------
+
+  /** The URL of session `id` (POST with &seq=, poll with &ack=, DELETE). */
+  #sessionUrl(id) {
+    return withParam(this.#httpUrl, 'session', id);
+  }
 
   #newSession(id, sendUrl, lastSeq, holdMs) {
     this.#sess = {
@@ -769,9 +1178,13 @@ export class BridgeSocket extends EventTarget {
     return new Promise((resolve) => {
       const { sseAnnounceTimeout } = this.#opts;
       const t0 = Date.now();
+      // With a session, a new EventSource resumes it by URL (it cannot set Last-Event-ID).
+      const resuming = this.#sess;
+      const url = resuming ? withParam(withParam(resuming.url, 'session', resuming.id), 'ack', resuming.lastSeq)
+        : this.#sessionBaseUrl({});
       let es;
       try {
-        es = new this.#ES(this.#sessionBaseUrl({}), { withCredentials: this.#opts.withCredentials });
+        es = new this.#ES(url, { withCredentials: this.#opts.withCredentials });
       } catch (err) {
         resolve({ ok: false, reason: `cannot be created (${err.message})` });
         return;
@@ -798,6 +1211,14 @@ export class BridgeSocket extends EventTarget {
           fail(es.readyState === 2 ? `refused after ${Date.now() - t0} ms (an HTTP error or not an event stream)`
             : `connection failed after ${Date.now() - t0} ms`);
         } else if (live()) {
+          if (this.#probe.running) {
+            // Most likely the proxy ended the stream because the probe's WebSocket took the
+            // session over. EventSource must not take it back: stop it, and let the probe's
+            // outcome decide (#probeUp resumes when the probe failed).
+            conn.dormant = true;
+            conn.stop();
+            return;
+          }
           this.#sseInterrupted(conn);
         }
       };
@@ -819,13 +1240,26 @@ export class BridgeSocket extends EventTarget {
             resolve({ ok: false, reason: 'cancelled' });
             return;
           }
+          const previous = this.#transport;
           this.#accepted('sse');
           conn = { kind: 'sse', es, reconnectTimer: null, stop: () => { clearTimeout(conn.reconnectTimer); es.close(); } };
           this.#conn = conn;
-          this.#newSession(info.session, info.send, info.last_seq, info.heartbeat_ms);
-          this.#protocol = typeof info.protocol === 'string' ? info.protocol : '';
-          this.#freshBackend('sse', null);
-          this.#up('sse', false);
+          let resumed = false;
+          if (!this.#sess) {
+            this.#newSession(info.session, info.send, info.last_seq, info.heartbeat_ms);
+            this.#freshBackend('sse', null);
+          } else if (pendingReset || info.session !== this.#sess.id) {
+            this.#applyReset('sse', info.session, pendingReset?.reason);
+          } else {
+            resumed = true;
+          }
+          pendingReset = null;
+          this.#sess.url = new URL(info.send, this.#httpUrl).href;
+          this.#sess.holdMs = Number(info.heartbeat_ms) || this.#sess.holdMs;
+          this.#sess.blocked = false;
+          if (typeof info.protocol === 'string') this.#protocol = info.protocol;
+          else if (!resumed) this.#protocol = '';
+          this.#up('sse', resumed, previous);
           resolve({ ok: true });
           return;
         }
@@ -891,7 +1325,7 @@ export class BridgeSocket extends EventTarget {
     conn.stop();
     this.#conn = null;
     if (!this.#order.includes('longpoll') || !this.#sess) {
-      this.#lost(`sse: ${why}`, { fresh: true });
+      this.#lost(`sse: ${why}`, { fresh: !this.#sess });
       return;
     }
     if (this.#readyState === OPEN) {
@@ -899,12 +1333,19 @@ export class BridgeSocket extends EventTarget {
       this.#emit(makeEvent('reconnecting', { reason: `sse: ${why}`, attempt: 0, delay: 0 }));
     }
     this.#setTransport('longpoll', `sse: ${why}; the session continues by long-polling`);
-    this.#startPolling();
+    this.#startPolling(true, 'sse');
   }
 
   // long-poll ------------------------------------------------------------------------------------
 
   async #tryLongPoll(gen) {
+    if (this.#sess) {
+      // Resume: polling the session with ack= attaches it; the first answer makes it OPEN.
+      const previous = this.#transport;
+      this.#accepted('longpoll');
+      this.#startPolling(true, previous);
+      return { ok: true };
+    }
     let r;
     try {
       r = await this.#request('GET', this.#sessionBaseUrl({ transport: 'longpoll' }));
@@ -926,8 +1367,12 @@ export class BridgeSocket extends EventTarget {
     return { ok: true };
   }
 
-  #startPolling() {
-    const conn = { kind: 'longpoll', stopped: false, stop: () => { conn.stopped = true; } };
+  /**
+   * Polls the session; `resuming`: the first answer is a resume (when it is no reset) from the
+   * `previous` transport.
+   */
+  #startPolling(resuming = false, previous = this.#transport) {
+    const conn = { kind: 'longpoll', stopped: false, resuming, previous, stop: () => { conn.stopped = true; } };
     this.#conn = conn;
     this.#pollLoop(conn);
   }
@@ -936,6 +1381,11 @@ export class BridgeSocket extends EventTarget {
     let failures = 0;
     const live = () => this.#conn === conn && !conn.stopped;
     while (live()) {
+      // A probe up to WebSocket is running: a new poll would take the session back from it.
+      if (this.#probe.running) {
+        await this.#probeSettled();
+        continue;
+      }
       const sess = this.#sess;
       const url = withParam(sess.url, 'ack', sess.lastSeq);
       let r;
@@ -954,7 +1404,10 @@ export class BridgeSocket extends EventTarget {
           resumed = false;
         }
         this.#sess.blocked = false;
-        if (this.#readyState === CONNECTING) this.#up('longpoll', resumed);
+        if (conn.resuming) {
+          conn.resuming = false;
+          this.#up('longpoll', resumed, conn.previous);
+        } else if (this.#readyState === CONNECTING) this.#up('longpoll', resumed);
         if (body.gap) this.#gap(body.gap);
         for (const m of body.messages) {
           if (!live()) return;
@@ -1018,13 +1471,24 @@ export class BridgeSocket extends EventTarget {
       } while (this.#pumpAgain && this.#readyState !== CLOSED);
     } finally {
       this.#pumping = false;
+      for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }
     if (this.#readyState === CLOSING && this.#queue.length === 0) this.#closeNow();
+  }
+
+  /** Resolves once no send (POST) is in flight. */
+  #pumpIdle() {
+    if (!this.#pumping) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   async #pumpLoop() {
     let failures = 0;
     while (this.#queue.length > 0 && this.#readyState !== CLOSED) {
+      if (this.#conn?.kind === 'websocket' && this.#conn.session) {
+        await this.#writeWsSession(this.#conn);
+        return;
+      }
       const head = this.#queue[0];
       if (head.pending) {
         await head.pending;
@@ -1043,7 +1507,7 @@ export class BridgeSocket extends EventTarget {
         continue;
       }
       const sess = this.#sess;
-      if (!sess || sess.blocked || !conn) return;
+      if (!sess || sess.blocked || !conn || this.#sendHold) return;
       // Take a run of ready messages: one alone, or a batch when several are queued.
       let n = 1;
       let bytes = head.bytes;
@@ -1127,6 +1591,42 @@ export class BridgeSocket extends EventTarget {
       if (r.status === 0) for (const m of batch) m.ambiguous = true;
       failures++;
       await this.#pumpSleep(this.#retryDelay(r, failures));
+    }
+  }
+
+  /**
+   * Writes the queued messages not yet written on this session WebSocket, in seq order; they
+   * stay queued until the proxy's `ack` control confirms them. The connection numbers them by
+   * position from its first seq, so nothing before them may leave the queue meanwhile (one
+   * sender at a time, see #probeUp).
+   */
+  async #writeWsSession(conn) {
+    for (;;) {
+      if (this.#conn !== conn || !conn.ready || conn.closing || conn.ws.readyState !== 1) return;
+      const sess = this.#sess;
+      const i = conn.writeSeq - sess.sendSeq;
+      if (i < 0) {
+        // Cannot happen with one sender; were it to, resume with a correct seq=.
+        this.#debug('write position behind the confirmed seq; reconnecting');
+        conn.stop();
+        this.#wsSessionLost(conn, 'write position lost');
+        return;
+      }
+      if (i >= this.#queue.length) return;
+      const m = this.#queue[i];
+      if (m.pending) {
+        await m.pending;
+        continue;
+      }
+      if (m.data === null) {
+        // Never written anywhere, so it has no seq yet: the ones after it move up.
+        this.#queue.splice(i, 1);
+        this.#queuedBytes -= m.bytes;
+        this.#emit(makeEvent('error', { message: `a Blob could not be read (${m.failed}); it was not sent` }));
+        continue;
+      }
+      conn.ws.send(m.binary ? sessionFrame(KIND_BINARY, m.data) : m.data);
+      conn.writeSeq++;
     }
   }
 

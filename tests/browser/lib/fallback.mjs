@@ -27,8 +27,10 @@
 //     session: no loss, no duplicate, both ways, no reset.
 //  d1b the same for long-polling (every open connection cut, new ones refused for 1.5 s): polls
 //     resume with ack, POSTs are retried with the same seq.
-//  d2 the proxy is killed (SIGKILL) and restarted while on WebSocket: an explicit 'reset', then
-//     the chat continues; what the page sent while disconnected arrives exactly once.
+//  d2 the proxy is killed (SIGKILL) and restarted while on a WebSocket session: the client's
+//     resume (?session=S) meets wsbridge's 'reset' control, then the chat continues; what the
+//     page sent while disconnected arrives exactly once.
+//  d2r the same on the transparent relay (wsSession: false): the client's own 'reset'.
 //  d3 the same on an SSE session: wsbridge answers the Last-Event-ID of the dead session with a
 //     'reset' event and a fresh session; queued sends go to it exactly once.
 //  d4 the same on long-polling with a graceful stop (SIGTERM once the page's poll is held, read
@@ -509,9 +511,9 @@ export async function fallbackSuite({ tls = false } = {}) {
       });
     });
 
-    async function restartScenario(t, { name, transports, startTransport, expectTransport, signal = 'SIGKILL', b = browser, whileDown }) {
+    async function restartScenario(t, { name, transports, startTransport, expectTransport, signal = 'SIGKILL', b = browser, whileDown, query = '' }) {
       const me = `${name}-page`;
-      const page = await openChat(b, `${chat.url}?proxy=${proxyOrigin()}&name=${me}${transports ? `&transports=${transports}` : ''}`, name);
+      const page = await openChat(b, `${chat.url}?proxy=${proxyOrigin()}&name=${me}${transports ? `&transports=${transports}` : ''}${query}`, name);
       await waitOpen(page);
       const peer = await chatPeer(`${name}-peer`);
       try {
@@ -564,10 +566,17 @@ export async function fallbackSuite({ tls = false } = {}) {
       }
     }
 
-    test('d2: proxy killed and restarted under a WebSocket — explicit reset, queued sends exactly once', { timeout: 40000 }, async (t) => {
+    test('d2: proxy killed and restarted under a WebSocket session — wsbridge\'s reset, queued sends exactly once', { timeout: 40000 }, async (t) => {
       const { reset } = await restartScenario(t, { name: 'd2', transports: '', expectTransport: 'websocket' });
+      assert.equal(reset.reason, 'unknown session', 'the reset comes from wsbridge (the WebSocket resumed a session it does not know)');
+      assert.equal(reset.transport, 'websocket');
+    });
+
+    test('d2r: proxy killed and restarted under a relayed WebSocket (wsSession: false) — the client\'s reset, queued sends exactly once', { timeout: 40000 }, async (t) => {
+      const { s, reset } = await restartScenario(t, { name: 'd2r', transports: '', expectTransport: 'websocket', query: '&relay=1' });
       assert.match(reset.reason, /^websocket closed \(1006/);
       assert.equal(reset.transport, 'websocket');
+      assert.equal(s.session, null, 'a relay, not a session');
     });
 
     test('d3: proxy killed and restarted under an SSE session — wsbridge\'s reset, queued sends exactly once', { timeout: 40000 }, async (t) => {
