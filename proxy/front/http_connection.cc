@@ -300,8 +300,11 @@ void HttpConnection::end() {
     }
     if (poll_) {
         poll_->cancel();
-        drop_poll();
     }
+    if (mux_poll_) {
+        mux_poll_->cancel();
+    }
+    drop_poll();
     if (stream_) {
         stream_->close(CloseMode::Flush);
     }

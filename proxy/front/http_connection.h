@@ -26,6 +26,7 @@
 #include "proxy/session/session.h"
 #include "proxy/ws/handshake.h"
 #include "transports/long_polling/poll_transport.h"
+#include "transports/mux/mux_poll_transport.h"
 
 namespace proxy {
 
@@ -90,6 +91,11 @@ class HttpConnection final : public Closable,
                            const ws::ClientHandshake& handshake);
     void start_ws_session(Session& session, std::uint64_t after,
                           std::optional<std::string> reset, std::string pending);
+    /// Many sessions on one connection (docs/protocol.md): `?transport=mux`.
+    Next handle_mux(const RouteRuntime& route);
+    Next handle_mux_sse(const RouteRuntime& route);
+    Next handle_mux_poll(const RouteRuntime& route);
+    Next handle_mux_send(const RouteRuntime& route);
     /// CORS headers for the current request's Origin (empty when there is none).
     std::vector<std::pair<std::string, std::string>> cors_headers() const;
     /// The path clients use for this route's session requests.
@@ -97,8 +103,9 @@ class HttpConnection final : public Closable,
     void start_sse(Session& session, std::uint64_t after, std::optional<std::string> reset);
     void start_poll(Session& session, std::uint64_t ack,
                     std::optional<transports::long_polling::Reset> reset);
-    /// Ends the held poll's life here (answered or abandoned): uncounts it from
-    /// wsbridge_connections{transport="longpoll"} and deletes it at a safe point. Idempotent.
+    /// Ends the held poll's (or multiplexed poll's) life here (answered or abandoned): uncounts
+    /// it from wsbridge_connections{transport="longpoll"} and deletes it at a safe point.
+    /// Idempotent.
     void drop_poll();
     // SessionOpener
     void on_session_open() override;
@@ -120,6 +127,7 @@ class HttpConnection final : public Closable,
     std::string ws_key_;               ///< a WebSocket session's Sec-WebSocket-Key (for its 101)
     std::optional<std::uint64_t> ws_first_seq_;  ///< its `seq` query parameter
     std::unique_ptr<transports::long_polling::PollTransport> poll_;  ///< held poll
+    std::unique_ptr<transports::mux::MuxPollTransport> mux_poll_;    ///< held multiplexed poll
     bool poll_close_ = false;          ///< close the connection after the poll answer
     std::vector<std::pair<std::string, std::string>> poll_cors_;
     bool waiting_ = false;

@@ -11,6 +11,8 @@
 #include "proxy/front/routing.h"
 #include "proxy/ws/utf8.h"
 #include "transports/long_polling/codec.h"
+#include "transports/mux/codec.h"
+#include "transports/mux/mux_sse_transport.h"
 #include "transports/sse/encoder.h"
 #include "transports/sse/sse_transport.h"
 #include "transports/ws_session/ws_session_transport.h"
@@ -116,6 +118,9 @@ HttpConnection::Next HttpConnection::handle_session_request(const RouteRuntime& 
         return handle_preflight(route);
     }
     const std::string_view query = request.query();
+    if (query_param(query, "transport") == std::string_view("mux")) {
+        return handle_mux(route);
+    }
     const auto session_id = query_param(query, "session");
     const std::string* accept = request.find("Accept");
     const bool wants_sse = accept != nullptr &&
@@ -377,13 +382,16 @@ void HttpConnection::respond_poll(std::string body) {
 }
 
 void HttpConnection::drop_poll() {
-    if (!poll_) {
-        return;
-    }
-    context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "longpoll"}});
     // A part of this connection, but it may still be on the stack: its owner moves into the
     // loop's deferred deletions, which destroy it at a safe point (STYLE §2.5).
-    context_.loop().defer_delete(std::move(poll_));
+    if (poll_) {
+        context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "longpoll"}});
+        context_.loop().defer_delete(std::move(poll_));
+    }
+    if (mux_poll_) {
+        context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "longpoll"}});
+        context_.loop().defer_delete(std::move(mux_poll_));
+    }
 }
 
 HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
@@ -589,6 +597,191 @@ void HttpConnection::start_ws_session(Session& session, std::uint64_t after,
     header_timer_.stop();
     context_.retire(*this);
     t.start(std::move(pending));
+}
+
+// ---- many sessions on one connection (docs/protocol.md) ------------------------------------
+
+HttpConnection::Next HttpConnection::handle_mux(const RouteRuntime& route) {
+    const http::Request& request = parser_.request();
+    const bool close = !request.keep_alive;
+    const std::string* accept = request.find("Accept");
+    const bool wants_sse =
+        accept != nullptr && accept->find("text/event-stream") != std::string::npos;
+    if (request.method == "GET" && wants_sse) {
+        if (!route.route->transports.sse) {
+            respond_error(400, "transport_disabled", "SSE is not enabled on this route.", close,
+                          "sse disabled", cors_headers());
+            return close ? Next::Stop : Next::Continue;
+        }
+        return handle_mux_sse(route);
+    }
+    if (request.method == "GET") {
+        if (!route.route->transports.longpoll) {
+            respond_error(400, "transport_disabled", "Long-polling is not enabled on this route.",
+                          close, "longpoll disabled", cors_headers());
+            return close ? Next::Stop : Next::Continue;
+        }
+        return handle_mux_poll(route);
+    }
+    if (request.method == "POST") {
+        return handle_mux_send(route);
+    }
+    respond_error(400, "bad_transport",
+                  "A multiplexed request is a GET (stream or poll) or a POST (send).", close,
+                  "bad mux method", cors_headers());
+    return close ? Next::Stop : Next::Continue;
+}
+
+HttpConnection::Next HttpConnection::handle_mux_sse(const RouteRuntime& route) {
+    const http::Request& request = parser_.request();
+    auto positions = transports::mux::parse_positions(request.query());
+    if (!positions) {
+        respond_error(400, "bad_request", positions.error().context, !request.keep_alive,
+                      "bad mux sessions", cors_headers());
+        return request.keep_alive ? Next::Continue : Next::Stop;
+    }
+    const auto& limits = route.route->limits;
+    const HeartbeatPlan plan = derive_heartbeat(limits.idle_timeout);
+    transports::mux::MuxSseOptions options;
+    options.send_url = std::string(request.path()) + "?transport=mux";
+    options.heartbeat_ms = plan.ping_after;
+    options.tick_ms = plan.tick;
+    options.high_watermark = limits.outbound_queue;
+    options.stall_ms = plan.pong_timeout;
+    options.headers = cors_headers();
+    options.on_slow_consumer = [&context = context_, client = client_address_](std::size_t queued) {
+        core::log_limited(LogLevel::Info, "sse_slow_consumer",
+                          {{"session", "mux"}, {"client", client}, {"queued", queued}});
+        context.metrics().inc("wsbridge_closes_total",
+                              {{"side", "client"}, {"reason", "slow_consumer"}});
+    };
+    options.retire = [&context = context_](transports::mux::MuxSseTransport& stream) {
+        context.retire(stream);
+    };
+    auto& mux = context_.adopt(std::make_unique<transports::mux::MuxSseTransport>(
+        context_.loop(), std::move(stream_), std::move(options)));
+    std::vector<std::pair<Session*, transports::mux::MuxSseTransport::Member*>> attach;
+    for (auto& p : *positions) {
+        Session* session = context_.find_session(p.session);
+        if (session == nullptr || session->route().route != route.route) {
+            context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "mux_sse"}});
+            mux.add(nullptr, std::move(p.session), 0, "unknown session");
+            continue;
+        }
+        context_.metrics().inc("wsbridge_session_resumes_total", {{"transport", "mux_sse"}});
+        attach.emplace_back(session, &mux.add(session, std::move(p.session), p.seq));
+    }
+    // The stream keeps this connection's admission slot until it ends.
+    mux.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "sse"));
+    for (auto& [session, member] : attach) {
+        session->attach(*member);
+    }
+    ended_ = true;
+    waiting_ = false;
+    header_timer_.stop();
+    context_.retire(*this);
+    mux.start();
+    return Next::Stop;
+}
+
+HttpConnection::Next HttpConnection::handle_mux_poll(const RouteRuntime& route) {
+    const http::Request& request = parser_.request();
+    auto positions = transports::mux::parse_positions(request.query());
+    if (!positions) {
+        respond_error(400, "bad_request", positions.error().context, !request.keep_alive,
+                      "bad mux sessions", cors_headers());
+        return request.keep_alive ? Next::Continue : Next::Stop;
+    }
+    const HeartbeatPlan plan = derive_heartbeat(route.route->limits.idle_timeout);
+    poll_close_ = !request.keep_alive;
+    poll_cors_ = cors_headers();
+    waiting_ = true;
+    stream_->pause(core::kPauseOwner);
+    mux_poll_ = std::make_unique<transports::mux::MuxPollTransport>(
+        context_.loop(), plan.ping_after, static_cast<lp::PollResponder&>(*this));
+    context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "longpoll"}});
+    std::vector<std::pair<Session*, transports::mux::MuxPollTransport::Member*>> attach;
+    for (auto& p : *positions) {
+        Session* session = context_.find_session(p.session);
+        if (session == nullptr || session->route().route != route.route) {
+            context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "mux_longpoll"}});
+            mux_poll_->add(nullptr, std::move(p.session), 0, "unknown session");
+            continue;
+        }
+        attach.emplace_back(session, &mux_poll_->add(session, std::move(p.session), p.seq, {}));
+    }
+    transports::mux::MuxPollTransport* poll = mux_poll_.get();
+    for (auto& [session, member] : attach) {
+        session->attach(*member);
+    }
+    poll->start();
+    return ended_ ? Next::Stop : (waiting_ ? Next::Wait : Next::Continue);
+}
+
+HttpConnection::Next HttpConnection::handle_mux_send(const RouteRuntime& route) {
+    const http::Request& request = parser_.request();
+    const bool close = !request.keep_alive;
+    const auto cors = cors_headers();
+    const auto& limits = route.route->limits;
+    if (request.body.size() > limits.max_post_body) {
+        respond_error(413, "payload_too_large", "The body is larger than max_post_body.", close,
+                      "payload_too_large", cors);
+        return close ? Next::Stop : Next::Continue;
+    }
+    auto entries = transports::mux::parse_send(request.body, limits.max_message, 10'000);
+    if (!entries) {
+        const bool big = entries.error().code == Code::PayloadTooLarge;
+        respond_error(big ? 413 : 400, big ? "payload_too_large" : "bad_request",
+                      entries.error().context, close, big ? "payload_too_large" : "bad_request",
+                      cors);
+        return close ? Next::Stop : Next::Continue;
+    }
+    std::vector<transports::mux::SendResult> results;
+    results.reserve(entries->size());
+    for (auto& e : *entries) {
+        transports::mux::SendResult r;
+        r.session = e.session;
+        Session* session = context_.find_session(e.session);
+        if (session == nullptr || session->route().route != route.route) {
+            r.error = "unknown_session";
+            results.push_back(r);
+            continue;
+        }
+        std::vector<ClientMessage> messages;
+        messages.reserve(e.messages.size());
+        for (auto& m : e.messages) {
+            messages.push_back(ClientMessage{m.binary, std::move(m.payload)});
+        }
+        const SendOutcome out = session->send(e.seq, messages);
+        switch (out.kind) {
+        case SendOutcome::Kind::Accepted:
+            r.next_seq = out.expected_seq;
+            break;
+        case SendOutcome::Kind::SeqGap:
+            r.error = "seq_gap";
+            r.expected_seq = out.expected_seq;
+            break;
+        case SendOutcome::Kind::Closed:
+            r.error = "session_closed";
+            break;
+        case SendOutcome::Kind::OverBurst:
+            r.error = "payload_too_large";
+            break;
+        case SendOutcome::Kind::Busy:
+            r.error = "busy";
+            r.retry_after = out.retry_after_s;
+            break;
+        case SendOutcome::Kind::RateLimited:
+            r.error = "rate_limited";
+            r.retry_after = out.retry_after_s;
+            break;
+        }
+        results.push_back(r);
+    }
+    auto headers = cors;
+    headers.emplace_back("Content-Type", "application/json");
+    respond(200, std::move(headers), transports::mux::encode_send_results(results), close);
+    return close ? Next::Stop : Next::Continue;
 }
 
 } // namespace proxy

@@ -344,6 +344,19 @@ Result<std::vector<InMessage>> parse_batch(std::string_view body, std::uint64_t 
     // No recursion and no generic value parser: the shape is fixed (depth 2), so anything else,
     // "[[[[..." included, fails at its first unexpected byte. Every string is decoded once.
     json::Reader reader(body);
+    auto messages = read_batch(reader, max_message, max_count);
+    if (!messages) {
+        return messages;
+    }
+    auto end = reader.expect_end();
+    if (!end) {
+        return error_of(end);
+    }
+    return messages;
+}
+
+Result<std::vector<InMessage>> read_batch(json::Reader& reader, std::uint64_t max_message,
+                                          std::size_t max_count) {
     auto open = reader.expect('[');
     if (!open) {
         return error_of(open);
@@ -375,10 +388,6 @@ Result<std::vector<InMessage>> parse_batch(std::string_view body, std::uint64_t 
                 break;
             }
         }
-    }
-    auto end = reader.expect_end();
-    if (!end) {
-        return error_of(end);
     }
     return messages;
 }

@@ -17,6 +17,7 @@
 // tests and docs/protocol.md do.
 
 #include "proxy/core/result.h"
+#include "transports/json.h"
 #include "transports/replay_buffer.h"
 
 #include <cstddef>
@@ -95,6 +96,11 @@ struct InMessage {
 /// order: the first problem in the body wins. An empty array is valid and yields no messages.
 proxy::core::Result<std::vector<InMessage>>
 parse_batch(std::string_view body, std::uint64_t max_message, std::size_t max_count);
+
+/// parse_batch's array, read from `reader` (whitespace, then '['), which is left just past the
+/// ']': for documents that embed a batch (the multiplexed send, transports/mux/codec.h).
+proxy::core::Result<std::vector<InMessage>>
+read_batch(json::Reader& reader, std::uint64_t max_message, std::size_t max_count);
 
 /// A single-message text POST (any content type but application/octet-stream): the body as is,
 /// or Code::BadRequest (`body is not valid UTF-8 at offset O`). The caller enforces the size.
