@@ -332,7 +332,9 @@ TEST_CASE("ws_session: protocol errors end the connection, not the session") {
         {std::string("\x01{\"type\":\"nope\"}"),
          "close:1002:session control: unknown type \"nope\""},
     };
-    for (const auto& [payload, want] : cases) {
+    for (const auto& c : cases) {
+        const std::string& payload = c.first;
+        const std::string& want = c.second;
         CAPTURE(want);
         World w;
         start(w, 0);
