@@ -6,7 +6,7 @@
 // &room=/chat &name=alice &transports=sse,longpoll &probe=message &probeTimeout=ms
 // &sseAnnounceTimeout=ms &sseReconnectTimeout=ms &wsOpenTimeout=ms &minDelay=ms &maxDelay=ms
 // &retryTransportFor=ms &probeUpDelay=ms &probeUpMaxDelay=ms &relay=1 (WebSocket as the
-// transparent relay instead of a session)
+// transparent relay instead of a session) &share=0 (each tab its own SSE/long-poll connection)
 //
 // For tests and the curious, window.chat exposes {socket, url, name, received, events, send()}.
 
@@ -30,6 +30,8 @@ for (const key of ['probeTimeout', 'sseAnnounceTimeout', 'sseReconnectTimeout', 
   if (params.has(key)) options[key] = Number(params.get(key));
 }
 if (params.get('relay') === '1') options.wsSession = false;
+if (params.get('share') === '0') options.shareConnection = false;
+if (params.get('debug') === '1') options.debug = true;
 
 let stored = null;
 try {
@@ -51,7 +53,9 @@ chat.socket = socket;
 
 function render() {
   const badge = $('transport');
-  badge.textContent = socket.transport ? LABELS[socket.transport] : 'connecting…';
+  const share = socket.shared === 'leader' ? ' · this tab holds the shared connection'
+    : socket.shared === 'follower' ? ' · via another tab' : '';
+  badge.textContent = socket.transport ? `${LABELS[socket.transport]}${share}` : 'connecting…';
   badge.className = `badge ${socket.transport ?? ''}`;
   const state = $('state');
   state.textContent = STATES[socket.readyState];
@@ -94,11 +98,20 @@ socket.addEventListener('open', () => { everOpen = true; });
 socket.addEventListener('reconnecting', (e) => {
   log('reconnecting', { reason: e.reason, attempt: e.attempt, delay: e.delay });
   if (!everOpen && e.attempt >= 3) {
-    // A browser cannot tell "not running" from "CORS refused": name both.
-    $('why').textContent = `Cannot reach wsbridge at ${url}. Is it running, and does its ${room} route ` +
-      `list this page's origin (${location.origin}) in \`origins\`?`;
+    if (/not an answer from wsbridge/.test(e.reason ?? '')) {
+      // The request never got a response head: the browser itself may be holding it back (its
+      // connections to the host are all in use). Say that, not "is the proxy down?".
+      $('why').textContent = `Cannot connect yet: ${e.reason}`;
+    } else {
+      // A network error: a browser cannot tell "not running" from "CORS refused": name both.
+      $('why').textContent = `Cannot reach wsbridge at ${url}. Is it running, and does its ${room} route ` +
+        `list this page's origin (${location.origin}) in \`origins\`? (${e.reason})`;
+    }
   }
 });
+// SSE and long-polling share one connection between the tabs of this origin: one tab (the
+// leader) holds it and relays to the others (followers).
+socket.addEventListener('share', (e) => log('share', { role: e.role, transport: e.transport }));
 socket.addEventListener('reconnect', (e) => log('reconnect', { transport: e.transport, resumed: e.resumed }));
 socket.addEventListener('resume', (e) => log('resume', { transport: e.transport, previous: e.previous, lastSeq: e.lastSeq }));
 socket.addEventListener('gap', (e) => {

