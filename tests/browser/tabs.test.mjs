@@ -200,4 +200,39 @@ describe('BridgeSocket: many tabs share one connection (headless Chromium, HTTP/
     });
     assert.ok(cdp, 'the leader was frozen');
   });
+
+  test('pool: without sharing, tab 7 on SSE says the browser holds its request, not that wsbridge is down', async () => {
+    const url = (i) => `${pageUrl('sse', `pool-tab${i}`)}&share=0&sseAnnounceTimeout=1500&minDelay=100&maxDelay=400`;
+    const tabs = [];
+    try {
+      for (let i = 0; i < 6; i++) tabs.push(await openTab(browser.context, url(i), `pool-tab${i}`));
+      const states = await Promise.all(tabs.map((t) => tabState(t)));
+      assert.deepEqual(states.map((s) => s.shared), [null, null, null, null, null, null], 'not shared');
+      // The seventh tab: Chromium's six connections to the proxy's host are all held by streams.
+      const page = await browser.context.newPage();
+      page.label = 'pool-tab7';
+      page.diag = [];
+      tabs.push(page);
+      await page.goto(url(7), { timeout: 15000 });
+      await page.waitForFunction(() => window.chat?.events?.filter((e) => e.type === 'reconnecting').length >= 3,
+        undefined, { timeout: 20000, polling: 100 });
+      const s = await page.evaluate(() => ({
+        readyState: window.chat.socket.readyState,
+        reasons: window.chat.events.filter((e) => e.type === 'reconnecting').map((e) => e.reason),
+        why: document.getElementById('why').textContent,
+      }));
+      saveJson('pool-tab7', s);
+      await screenshot(page, 'pool-tab7');
+      assert.equal(s.readyState, 0, 'tab 7 cannot open');
+      for (const r of s.reasons) {
+        assert.match(r, /not an answer from wsbridge/, `an honest reason: ${r}`);
+        assert.match(r, /connections to 127\.0\.0\.1:\d+ are in use/, `names the pool: ${r}`);
+        assert.doesNotMatch(r, /buffering/, `no buffering intermediary is blamed: ${r}`);
+      }
+      assert.doesNotMatch(s.why, /Is it running|origins/, `the page does not blame the proxy: ${s.why}`);
+      assert.match(s.why, /not an answer from wsbridge/, 'the page shows the diagnosis');
+    } finally {
+      await closeTabs(tabs);
+    }
+  });
 });
