@@ -66,6 +66,15 @@
 //   session; `event.unconfirmed` counts those that were sent but never confirmed (they may
 //   have reached the old backend connection: at-least-once across a reset, and you are told).
 //
+// * One connection for all tabs. On SSE and long-polling the tabs of an origin share one
+//   waiting connection per route (a browser allows six per host over HTTP/1.1): one tab, elected
+//   with Web Locks, holds a multiplexed stream or poll for every tab's session and relays over
+//   BroadcastChannel; each tab keeps its own session, dedup and POSTs (see TabHub below, and
+//   `shareConnection`). `socket.shared` and the 'share' event say whether this tab leads.
+//
+// * Honest failures. A request that never gets a response head is reported as possibly held
+//   back by the browser (its connections to the host all in use), never as wsbridge's answer.
+//
 // * Reconnecting uses exponential backoff with full jitter: a random delay in
 //   [0, min(maxDelay, minDelay * 2^(attempt-1))]. Backend close codes in `reconnectOn` (default
 //   1001, 1006, 1011, 1012, 1013, 1014) reconnect (with a 'reset'); any other close code closes
@@ -83,6 +92,8 @@
 //   reset        {reason, transport, session, unconfirmed}   a fresh backend connection
 //   resume       {transport, previous, session, lastSeq}   the same session continues on a new
 //                                                   connection (after a cut, a fallback, a move up)
+//   share        {role, transport}                 SSE/long-poll: this tab leads the connection the
+//                                                   tabs share ('leader') or follows ('follower')
 // Each is also available as an on<type> property.
 
 const CONNECTING = 0;
@@ -332,6 +343,7 @@ class TabHub {
     this.streamGen = 0;
     this.stream = null;         // {close()} of the running stream or poll
     this.failures = 0;
+    this.everAnnounced = false;
     this.reopenTimer = null;
     this.hbTimer = null;
     this.lockAbort = null;
@@ -685,9 +697,13 @@ class TabHub {
       es.close();
       settled();
       if (!announced) {
-        this.failed(gen, es.readyState === 2
+        // Refused three times in a row and never announced: most likely a wsbridge without
+        // multiplexing (its 400), so the tabs go back to connections of their own.
+        const refused = es.readyState === 2;
+        this.failed(gen, refused
           ? `the shared event stream was refused after ${Date.now() - t0} ms (an HTTP error: wsbridge's answer, or an intermediary's)`
-          : `the shared event stream could not connect (network error after ${Date.now() - t0} ms; the browser does not say whether the connection was refused or blocked)`, false);
+          : `the shared event stream could not connect (network error after ${Date.now() - t0} ms; the browser does not say whether the connection was refused or blocked)`,
+        refused && !this.everAnnounced && this.failures >= 2);
         return;
       }
       // It ended (every session left, a slow consumer, a restart): open a new one with the
@@ -700,6 +716,7 @@ class TabHub {
       if (!live()) return;
       const info = parseJson(e.data);
       announced = true;
+      this.everAnnounced = true;
       clearTimeout(timer);
       this.failures = 0;
       for (const s of info?.sessions ?? []) {
@@ -855,6 +872,7 @@ export class BridgeSocket extends EventTarget {
   #probe = { timer: null, attempt: 0, running: null }; // running: a promise that settles with the probe
   #dropAt1009 = false;   // the proxy closed 1009: the message at its next_seq is too large
   #shareRoleNow = null;  // 'leader' | 'follower' in the hub of the shared connection
+  #shareRefused = false; // wsbridge refused the shared request (an older proxy): own connections
 
   constructor(url, options = {}) {
     super();
@@ -1778,7 +1796,7 @@ export class BridgeSocket extends EventTarget {
   // ---- SSE and long-poll over the connection the tabs share (see TabHub) ----------------------
 
   #shareable() {
-    return this.#opts.shareConnection && canShareConnection();
+    return this.#opts.shareConnection && !this.#shareRefused && canShareConnection();
   }
 
   /** Opens a session with `GET ?transport=longpoll` (it answers at once with the id). */
@@ -1817,7 +1835,6 @@ export class BridgeSocket extends EventTarget {
    * on the leader's multiplexed stream or poll; it is up once the leader says so.
    */
   async #tryShared(kind, gen) {
-    let fresh = false;
     if (!this.#sess) {
       const r = await this.#openSession(gen);
       if (!r.ok) {
@@ -1825,8 +1842,10 @@ export class BridgeSocket extends EventTarget {
         if (r.disabled && kind === 'sse') return this.#trySse(gen);
         return r;
       }
-      fresh = true;
+      // Not up until a shared connection carries it (maybe on the next transport of the cycle).
+      this.#sess.unattached = true;
     }
+    const fresh = this.#sess.unattached === true;
     if (gen !== this.#cycleGen) return { ok: false, reason: 'cancelled' };
     const previous = this.#transport;
     const route = new URL(this.#httpUrl);
@@ -1870,7 +1889,10 @@ export class BridgeSocket extends EventTarget {
         deliver: (msg) => {
           if (phase === 'attach') {
             if (msg.t === 'down') lastDown = `${msg.reason}`;
-            else if (msg.t === 'fail') fail(msg.reason);
+            else if (msg.t === 'fail') {
+              this.#shareRefused = true;
+              fail(`${msg.reason}; this tab uses a connection of its own from now on`);
+            }
             else if (msg.t === 'reset') fail(`the session is unknown to wsbridge (${msg.reason})`);
             if (msg.t !== 'up') return;
             phase = 'live';
@@ -1884,6 +1906,7 @@ export class BridgeSocket extends EventTarget {
             }
             this.#accepted(kind);
             this.#conn = conn;
+            sess.unattached = false;
             if (fresh) this.#freshBackend(kind, null);
             sess.blocked = false;
             if (typeof msg.protocol === 'string') this.#protocol = msg.protocol;
@@ -1929,8 +1952,10 @@ export class BridgeSocket extends EventTarget {
         this.#sessionClosed(conn, msg);
         return;
       case 'reset':
+        // wsbridge's reason, as the single-session transports report it; the next cycle opens a
+        // fresh session and fires 'reset' with it.
         conn.stop();
-        this.#lost(`${kind}: the session is unknown to wsbridge (${msg.reason})`, { fresh: true });
+        this.#lost(String(msg.reason || 'unknown session'), { fresh: true });
         return;
       case 'detached':
         if (this.#probe.running) {
@@ -1957,8 +1982,11 @@ export class BridgeSocket extends EventTarget {
         }
         return;
       case 'fail':
+        // The proxy refused the multiplexed request (an older wsbridge, say): a connection of
+        // this tab's own from now on.
+        this.#shareRefused = true;
         conn.stop();
-        this.#lost(`${kind} (shared): ${msg.reason}`, { fresh: false });
+        this.#lost(`${kind} (shared): ${msg.reason}; this tab uses a connection of its own from now on`, { fresh: false });
         return;
       default:
     }
