@@ -1702,6 +1702,14 @@ export class BridgeSocket extends EventTarget {
     if (r.ok) return;
     this.#debug('probe up failed:', r.reason);
     if (this.#readyState >= CLOSING) return;
+    if (this.#conn === from && from.dormant && from.shared) {
+      // The shared connection let the session go while the probe ran: list it there again.
+      from.dormant = false;
+      from.hub.join(from.member);
+      this.#pump();
+      this.#scheduleProbeUp();
+      return;
+    }
     if (this.#conn === from && from.dormant) {
       // The old transport ended while the probe ran (the proxy may have attached the probe and
       // then lost it): resume the session from where the transport order stands.
@@ -1959,9 +1967,10 @@ export class BridgeSocket extends EventTarget {
         return;
       case 'detached':
         if (this.#probe.running) {
-          // The probe's WebSocket took the session: let the probe's outcome decide (#probeUp).
+          // Most likely the probe's WebSocket took the session (or, through a proxy that drops
+          // Upgrade, the probe's request arrived as a poll): the probe's outcome decides
+          // (#probeUp), and a failed probe lists the session again.
           conn.dormant = true;
-          conn.stop();
           return;
         }
         // Someone else's request took it (a stale leader): list it again.
