@@ -256,8 +256,8 @@ function seqOf(lastEventId) {
 //   frozen tab keeps it: followers miss its heartbeats (HEARTBEAT_MS), ping it once, and when it
 //   does not answer within PING_MS they take the lock with {steal: true}.
 // * Messages: one BroadcastChannel per (route, transport). Followers `join`/`leave` their
-//   sessions with their positions and say they are `alive`; the leader relays `up`, `m`, `gap`,
-//   `close`, `reset`, `detached`, `down`, `fail` per session. A new leader says `hello`, every
+//   sessions with their positions and answer each heartbeat with `alive`; the leader relays
+//   `up`, `m`, `gap`, `close`, `reset`, `detached`, `down`, `fail` per session. A new leader says `hello`, every
 //   tab answers with its sessions' positions, and the new stream resumes each from there: what
 //   the old leader relayed late is dropped by the tab's seq check, so nothing is lost or doubled.
 // * Reopening: when the set of sessions changes the leader closes the stream and opens one with
@@ -267,13 +267,13 @@ function seqOf(lastEventId) {
 const HEARTBEAT_MS = 1000;   // leader → followers
 const LEADER_SILENT_MS = 2500; // no heartbeat for this long: ping the leader
 const PING_MS = 1500;        // no answer to the ping: take the lock over
-const TAB_STALE_MS = 10000;  // a follower not heard of for this long: drop its sessions
+const TAB_STALE_MS = 30000;  // a follower not heard of for this long (closed, crashed, frozen): drop its sessions
 const COLLECT_MS = 150;      // a new leader waits this long for the tabs' positions
 const REOPEN_MS = 40;        // joins and leaves within this are one reopen
 const MAX_MUX_SESSIONS = 100; // the proxy's limit per request
 
 const hubs = new Map();
-let pendingByOrigin = new Map(); // origin → requests of this page still waiting for a response head
+const pendingByOrigin = new Map(); // origin → requests of this page still waiting for a response head
 
 /** Counts a request of this page to `origin` until its response head arrives (see #diagnose). */
 function trackPending(origin) {
@@ -301,7 +301,7 @@ function randomId() {
  * Says why a request that never got a response head failed, honestly: the browser itself may be
  * holding it back (its connection pool for the host is in use), which is no answer of wsbridge.
  */
-export function noHeadReason(what, ms, origin) {
+function noHeadReason(what, ms, origin) {
   const host = new URL(origin).host;
   const pending = (pendingByOrigin.get(origin) ?? 1) - 1;
   const mine = pending > 0 ? `; ${pending} other request(s) of this page to ${host} were still waiting too` : '';
@@ -311,7 +311,10 @@ export function noHeadReason(what, ms, origin) {
     'between the browser and wsbridge holds it';
 }
 
-/** Tab-side member of a hub: one session of one BridgeSocket. */
+/**
+ * This tab's end of the connection shared for one (route, transport): its members are this
+ * tab's sessions (one per BridgeSocket); as the leader it holds the multiplexed stream or poll.
+ */
 class TabHub {
   /** The hub of (route, kind) for this tab, made on first use. */
   static get(routeUrl, kind, env) {
@@ -451,7 +454,6 @@ class TabHub {
       return;
     }
     if (this.members.size === 0) return;
-    this.post({ t: 'alive', tab: this.id, sessions: [...this.members.values()].map((m) => ({ sid: m.sid, pos: m.pos(), holdMs: m.holdMs })) });
     if (now - this.lastLeaderSeen < LEADER_SILENT_MS) return;
     if (!this.pingAt) {
       this.pingAt = now;
@@ -480,6 +482,9 @@ class TabHub {
         }
         this.leaderId = msg.leader;
         if (msg.t === 'hello' || this.joinedLeader !== msg.leader) this.rejoinAll();
+        // Answered from the message handler, which browsers do not throttle in hidden tabs
+        // (their timers they do): the leader keeps the sessions of a live tab listed.
+        else if (this.members.size) this.post({ t: 'alive', tab: this.id, sessions: [...this.members.values()].map((m) => ({ sid: m.sid, pos: m.pos(), holdMs: m.holdMs })) });
         return;
       case 'ping':
         if (this.role === 'leader') this.post({ t: 'hb', leader: this.id });
