@@ -271,6 +271,7 @@ const TAB_STALE_MS = 30000;  // a follower not heard of for this long (closed, c
 const COLLECT_MS = 150;      // a new leader waits this long for the tabs' positions
 const REOPEN_MS = 40;        // joins and leaves within this are one reopen
 const MAX_MUX_SESSIONS = 100; // the proxy's limit per request
+const RELEASE_MS = 1000;     // longest wait for the leader to let a session go (probe up)
 
 const hubs = new Map();
 const pendingByOrigin = new Map(); // origin → requests of this page still waiting for a response head
@@ -337,6 +338,9 @@ class TabHub {
     this.role = 'follower';
     this.disposed = false;
     this.members = new Map();   // sid → member {sid, pos(), holdMs, deliver(msg)}
+    this.releaseWaiters = new Map(); // sid → resolve() of release()
+    this.parked = new Set();    // sessions released for a probe: they may join again
+    this.released = new Set();  // leader: sessions left since the last open()
     this.tracked = new Map();   // leader: sid → {sid, tab, pos, holdMs, detached}
     this.tabsSeen = new Map();  // leader: tab → last heard (ms)
     this.leaderId = null;
@@ -391,6 +395,7 @@ class TabHub {
   // ---- members (this tab's sessions) ----
 
   join(member) {
+    this.parked.delete(member.sid);
     this.members.set(member.sid, member);
     clearTimeout(this.disposeTimer);
     for (const m of this.members.values()) m.role?.(this.role);
@@ -402,16 +407,42 @@ class TabHub {
   }
 
   leave(member) {
+    if (this.parked.delete(member.sid)) {
+      this.maybeDispose();
+      return;
+    }
     if (this.members.get(member.sid) !== member) return;
     this.members.delete(member.sid);
     if (this.role === 'leader') this.untrack(member.sid);
     else this.post({ t: 'leave', tab: this.id, sid: member.sid });
-    if (this.members.size === 0) {
-      clearTimeout(this.disposeTimer);
-      this.disposeTimer = setTimeout(() => {
-        if (this.members.size === 0) this.dispose();
-      }, 1000);
-    }
+    this.maybeDispose();
+  }
+
+  /** A hub with no session of this tab (none parked either) goes, and lets another tab lead. */
+  maybeDispose() {
+    if (this.members.size || this.parked.size) return;
+    clearTimeout(this.disposeTimer);
+    this.disposeTimer = setTimeout(() => {
+      if (this.members.size === 0 && this.parked.size === 0) this.dispose();
+    }, 1000);
+  }
+
+  /**
+   * Takes `member`'s session off the shared connection and resolves once no request of the
+   * leader lists it any more (at most RELEASE_MS), so that another connection of this tab (a
+   * probe up to WebSocket) can take it without a shared request taking it back.
+   */
+  release(member) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, RELEASE_MS);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.releaseWaiters.set(member.sid, done);
+      this.leave(member);
+      this.parked.add(member.sid); // it may come back (join) or go for good (leave)
+    });
   }
 
   dispose() {
@@ -506,6 +537,14 @@ class TabHub {
       case 'leave':
         if (this.role === 'leader') this.untrack(msg.sid);
         return;
+      case 'released': {
+        const done = this.releaseWaiters.get(msg.sid);
+        if (done) {
+          this.releaseWaiters.delete(msg.sid);
+          done();
+        }
+        return;
+      }
       default: {
         const m = this.members.get(msg.sid);
         if (m && this.role !== 'leader') m.deliver(msg);
@@ -560,7 +599,23 @@ class TabHub {
   }
 
   untrack(sid) {
-    if (this.tracked.delete(sid)) this.scheduleReopen(REOPEN_MS);
+    if (this.tracked.delete(sid)) {
+      this.released.add(sid);
+      this.scheduleReopen(REOPEN_MS);
+    } else {
+      this.confirmRelease(sid);
+    }
+  }
+
+  /** Leader: no request lists `sid` any more. */
+  confirmRelease(sid) {
+    const local = this.releaseWaiters.get(sid);
+    if (local) {
+      this.releaseWaiters.delete(sid);
+      local();
+    } else {
+      this.post({ t: 'released', sid });
+    }
   }
 
   sweepTabs(now) {
@@ -593,6 +648,8 @@ class TabHub {
   open() {
     if (this.role !== 'leader' || this.disposed) return;
     this.closeStream();
+    for (const sid of this.released) this.confirmRelease(sid);
+    this.released.clear();
     const list = [...this.tracked.values()].filter((t) => !t.detached).slice(0, MAX_MUX_SESSIONS);
     if (list.length === 0) return;
     const gen = this.streamGen;
@@ -1698,6 +1755,9 @@ export class BridgeSocket extends EventTarget {
     this.#pumpWaker?.();
     await this.#pumpIdle();
     let r = { ok: false, reason: 'cancelled' };
+    // A shared stream or poll must stop listing the session first: a request of the leader
+    // already on its way would take the session back from the probe's WebSocket.
+    if (from.shared && p.running === token && this.#conn === from) await from.hub.release(from.member);
     if (p.running === token && this.#readyState === OPEN && this.#conn === from) {
       r = await this.#tryWebSocket(() => p.running === token && this.#readyState < CLOSING, { probe: true });
     }
@@ -1706,15 +1766,12 @@ export class BridgeSocket extends EventTarget {
     settled();
     if (r.ok) return;
     this.#debug('probe up failed:', r.reason);
-    if (this.#readyState >= CLOSING) return;
-    if (this.#conn === from && from.dormant && from.shared) {
-      // The shared connection let the session go while the probe ran: list it there again.
+    if (from.shared && this.#conn === from) {
+      // Back on the shared connection, from this tab's position.
       from.dormant = false;
       from.hub.join(from.member);
-      this.#pump();
-      this.#scheduleProbeUp();
-      return;
     }
+    if (this.#readyState >= CLOSING) return;
     if (this.#conn === from && from.dormant) {
       // The old transport ended while the probe ran (the proxy may have attached the probe and
       // then lost it): resume the session from where the transport order stands.
@@ -1872,7 +1929,6 @@ export class BridgeSocket extends EventTarget {
     return new Promise((resolve) => {
       const sess = this.#sess;
       let phase = 'attach';
-      let lastDown = null;
       const conn = {
         kind, shared: true, hub, member: null, downTimer: null, dormant: false,
         stop: () => {
@@ -1890,7 +1946,7 @@ export class BridgeSocket extends EventTarget {
       };
       const cancel = () => fail('cancelled');
       this.#cancels.add(cancel);
-      const timer = setTimeout(() => fail(lastDown ?? `the connection shared with the other tabs did not carry this session within ${wait} ms`), wait);
+      const timer = setTimeout(() => fail(`the connection shared with the other tabs did not carry this session within ${wait} ms`), wait);
       conn.member = {
         sid: sess.id,
         holdMs: sess.holdMs,
@@ -1901,7 +1957,9 @@ export class BridgeSocket extends EventTarget {
         },
         deliver: (msg) => {
           if (phase === 'attach') {
-            if (msg.t === 'down') lastDown = `${msg.reason}`;
+            // The shared stream failed before it carried this session: this transport failed
+            // for it now, as its own stream would have (the leader keeps trying for the others).
+            if (msg.t === 'down') fail(String(msg.reason));
             else if (msg.t === 'fail') {
               this.#shareRefused = true;
               fail(`${msg.reason}; this tab uses a connection of its own from now on`);

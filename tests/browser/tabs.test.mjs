@@ -12,7 +12,11 @@
 //            gets every message exactly once, in order.
 //  frozen    the leader tab is frozen (CDP Page.setWebLifecycleState): the others miss its
 //            heartbeats and take over; nothing lost or doubled; once thawed, the frozen tab
-//            catches up exactly once too.
+//            catches up exactly once too. (Headless Chromium ignores the freeze for a visible
+//            page, so the test also pauses the page in the debugger; see the test.)
+//  pool      without sharing (share=0), six SSE tabs hold Chromium's six connections and the
+//            seventh never gets a response head: its log and the page say the browser may be
+//            holding the request, never that wsbridge is down or the origin list is wrong.
 //
 // Screenshots and tab states go to tests/browser/artifacts/tabs-*.
 //
