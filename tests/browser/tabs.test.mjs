@@ -8,6 +8,8 @@
 //  sse       ten tabs on SSE all open; a message from each tab reaches all ten exactly once,
 //            within one second (exact sets); one leader, nine followers, ten sessions.
 //  longpoll  the same on long-polling.
+//  joined    tabs join and leave while a peer talks: the leader reopens its stream with the new
+//            list and positions; every tab gets every message exactly once, in order.
 //  closed    the leader tab is closed while a peer talks: another tab leads; every other tab
 //            gets every message exactly once, in order.
 //  frozen    the leader tab is frozen (CDP Page.setWebLifecycleState): the others miss its
@@ -123,10 +125,11 @@ describe('BridgeSocket: many tabs share one connection (headless Chromium, HTTP/
   }
 
   /**
-   * Five SSE tabs; a peer on the backend sends `count` messages 40 ms apart; after `at` of them
-   * `disturb(leaderPage)` runs. The `survivors` must each get all of them exactly once, in order.
+   * Five SSE tabs; a peer on the backend sends `count` messages in bursts of three, 15 ms
+   * apart; after `at` of them `disturb(leaderPage)` starts and runs alongside. The survivors
+   * must each get all of them exactly once, in order.
    */
-  async function conversation(tag, disturb, afterwards = async () => {}) {
+  async function conversation(tag, disturb, afterwards = async () => {}, { leaderGoes = true } = {}) {
     const tabs = await openTabs(5, 'sse', `${tag}-tab`);
     const peer = await chatPeer(backend.url('/chat'), `${tag}-peer`);
     try {
@@ -134,17 +137,21 @@ describe('BridgeSocket: many tabs share one connection (headless Chromium, HTTP/
       const leaderIdx = r.indexOf('leader');
       assert.notEqual(leaderIdx, -1, `a leader among ${r}`);
       const leader = tabs[leaderIdx];
-      const others = tabs.filter((_, i) => i !== leaderIdx);
-      const count = 60;
+      const others = leaderGoes ? tabs.filter((_, i) => i !== leaderIdx) : tabs;
+      // The disturbance runs while the peer keeps talking (three messages every 15 ms), so that
+      // streams are reopened and taken over with messages in flight.
+      const count = 150;
       const at = 20;
       const ids = [];
+      let disturbing = null;
       for (let i = 0; i < count; i++) {
         const id = `${tag}-${i}`;
         ids.push(id);
         peer.send(id, `message ${i}`);
-        if (i === at) await disturb(leader);
-        await sleep(40);
+        if (i === at) disturbing = disturb(leader);
+        if (i % 3 === 2) await sleep(15); // bursts of three
       }
+      await disturbing;
       await Promise.all(others.map((t) => waitIds(t, ids, 20000, `all ${count} messages after the leader was disturbed`)));
       // The survivors talk too, through the new leader.
       const own = [];
@@ -167,6 +174,7 @@ describe('BridgeSocket: many tabs share one connection (headless Chromium, HTTP/
       }
       const after = await roles(others);
       assert.equal(after.filter((x) => x === 'leader').length, 1, `one of the others leads now (${after})`);
+      if (!leaderGoes) assert.equal(after.indexOf('leader'), leaderIdx, 'the same tab still leads');
       saveJson(`${tag}-states`, await Promise.all(others.map((t) => tabState(t))));
       await screenshot(others[after.indexOf('leader')], `${tag}-new-leader`);
       await screenshot(others[after.indexOf('follower')], `${tag}-follower`);
@@ -179,6 +187,20 @@ describe('BridgeSocket: many tabs share one connection (headless Chromium, HTTP/
 
   test('closed: the leader tab closes mid-conversation; nothing lost or doubled in the others', async () => {
     await conversation('closed', (leader) => leader.close({ runBeforeUnload: false }));
+  });
+
+  test('joined: tabs join and leave mid-conversation; the stream is reopened, nothing lost or doubled', async () => {
+    const extra = [];
+    try {
+      await conversation('joined', async () => {
+        // Two tabs join (the leader reopens its stream with their sessions) and one leaves.
+        extra.push(await openTab(browser.context, pageUrl('sse', 'joined-new0'), 'joined-new0'));
+        extra.push(await openTab(browser.context, pageUrl('sse', 'joined-new1'), 'joined-new1'));
+        await extra.shift().close({ runBeforeUnload: false });
+      }, async () => {}, { leaderGoes: false });
+    } finally {
+      await closeTabs(extra);
+    }
   });
 
   test('frozen: the leader tab is frozen; another takes over; no loss; the thawed tab catches up', async () => {
