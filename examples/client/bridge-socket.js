@@ -387,8 +387,8 @@ class TabHub {
       // while this one was frozen or slow): follow, and queue again.
       if (this.disposed || ac.signal.aborted) return;
       this.debug('lock lost:', err?.name);
-      this.stepDown('the leadership was taken over by another tab');
-      this.requestLock(false);
+      if (this.role === 'leader') this.stepDown('the leadership was taken over by another tab');
+      else this.requestLock(false);
     });
   }
 
@@ -583,6 +583,8 @@ class TabHub {
     this.releaseLock = null;
     this.lastLeaderSeen = Date.now();
     for (const m of this.members.values()) m.role?.('follower');
+    // Queue again, so that this tab can lead at once when the new leader goes.
+    this.requestLock(false);
   }
 
   track(sid, tab, pos, holdMs, reopen) {
