@@ -83,6 +83,8 @@ describe('many sessions on one connection (multiplexing)', { skip }, () => {
       { path: '/hold', backend: ctl.url('/hold'), idle_timeout: '1s', rate: FAST },
       { path: '/tiny', backend: ctl.url('/tiny'), max_message: '1k', max_post_body: '8k', rate: FAST },
       { path: '/flood', backend: ctl.url('/echoflood'), outbound_queue: '64k', max_message: '16k', rate: FAST },
+      { path: '/slowc', backend: ctl.url('/slowc'), idle_timeout: '1s', outbound_queue: '64k', max_message: '16k', rate: FAST },
+      { path: '/origin', backend: backend.url('/echo'), origins: ['http://app.example'], rate: FAST },
     ]), { label: 'mux-proxy' });
   });
   after(async () => {
@@ -183,9 +185,19 @@ describe('many sessions on one connection (multiplexing)', { skip }, () => {
         assert.deepEqual(c.closes.map(({ code, reason }) => ({ code, reason })), [{ code: 1000, reason: '' }]);
         noViolations(stream);
         // A stream listing a closed session gets its close at once (within resume_window).
-        const again = await new MuxStream(proxy.port, '/ctl', [b], { positions: [0] }).connect();
+        // (a was closed by its DELETE, b by its backend: each gets what it missed and its close.)
+        for (const x of [a, b]) {
+          x.received = [];
+          x.lastSeen = 0;
+        }
+        const again = await new MuxStream(proxy.port, '/ctl', [a, b], { positions: [0, 0] }).connect();
         await again.waitForEnd(3000);
-        assert.deepEqual(again.items.map((x) => x.kind), ['mux', 'message', 'message', 'close']);
+        assert.equal(again.items[0].kind, 'mux');
+        const kindsOf = (id) => again.items.filter((x) => x.session === id).map((x) => x.kind);
+        assert.deepEqual(kindsOf(a.session), ['close']);
+        assert.deepEqual(kindsOf(b.session), ['message', 'message', 'close']);
+        assert.equal(again.items.find((x) => x.kind === 'close' && x.session === b.session).code, 4002);
+        noViolations(again);
       } finally {
         stream.close();
       }
@@ -329,6 +341,101 @@ describe('many sessions on one connection (multiplexing)', { skip }, () => {
         await Promise.all([a, b, c].map((x) => del('/flood', x.session)));
       }
     });
+
+    test('a stream of a slow reader ends as a slow consumer; every session on it resumes', { timeout: T }, async () => {
+      const [a, b] = await openCtl('/slowc', 2); // idle_timeout 1s: stalled 500 ms → ended
+      const s1 = new MuxStream(proxy.port, '/slowc', [a, b]);
+      await s1.connect();
+      const streams = [s1];
+      try {
+        s1.conn.res.pause(); // the client stops reading
+        const N = 20000; // 20 MB: more than the socket buffers take
+        const payload = 'p'.repeat(1000);
+        for (let i = 1; i <= N; i++) a.backend.ws.send(`${i} ${payload}`);
+        b.backend.ws.send('b1');
+        // The proxy gives up on the stream (stalled with a full queue for 500 ms); once the
+        // client reads again it gets what was written and then the end of the stream.
+        const log = await proxy.waitForLog(/sse_slow_consumer.*session="?mux/, 10000);
+        assert.ok(log, 'the proxy logged the slow consumer');
+        s1.conn.res.resume();
+        await s1.waitForEnd(10000);
+        // Resume: a new stream at the positions reached. Nothing of a is lost silently (what
+        // its replay buffer no longer holds comes as a gap), b loses nothing.
+        for (let k = 0; k < 5 && (a.lastSeen < N || b.lastSeen < 2); k++) {
+          const s = await new MuxStream(proxy.port, '/slowc', [a, b]).connect();
+          streams.push(s);
+          if (k === 0) b.backend.ws.send('b2');
+          await a.waitUntil(() => a.lastSeen === N && b.lastSeen === 2, 10000, 'the rest after the slow consumer').catch(() => {});
+        }
+        assert.equal(a.lastSeen, N);
+        let covered = 0;
+        for (const m of a.received) {
+          if (m.data.toString() !== `${m.seq} ${payload}`) assert.fail(`a: message ${m.seq} is ${m.data.subarray(0, 20)}`);
+          covered++;
+        }
+        for (const g of a.gaps) covered += g.to - g.from + 1;
+        assert.equal(covered, N, `a: every message received once or named in a gap (gaps ${JSON.stringify(a.gaps.map(({ from, to }) => [from, to]))})`);
+        assert.deepEqual(a.violations, []);
+        assert.deepEqual(b.received.map((m) => m.data.toString()), ['b1', 'b2']);
+        assert.deepEqual(b.gaps, []);
+        for (const s of streams) noViolations(s);
+      } finally {
+        for (const s of streams) s.close();
+        await Promise.all([a, b].map((x) => del('/slowc', x.session)));
+      }
+    });
+
+    test('heartbeat comments after heartbeat_ms of silence; a position past the newest is clamped', { timeout: T }, async () => {
+      const [a] = await openCtl('/hold', 1); // idle_timeout 1s: heartbeat_ms 500
+      a.backend.ws.send('a1');
+      a.backend.ws.send('a2');
+      await sleep(100);
+      a.lastSeen = 2; // seen both; listed at 999, which cannot have been seen
+      a.expectNewest = 2;
+      const s = await new MuxStream(proxy.port, '/hold', [a], { positions: [999] }).connect();
+      try {
+        assert.equal(s.announce.heartbeat_ms, 500);
+        assert.equal(s.announce.sessions[0].last_seq, 2, 'clamped to the newest message');
+        await sleep(1300);
+        assert.ok(s.es.comments.length >= 1 && s.es.comments.length <= 4, `heartbeats in 1.3 s of silence: ${s.es.comments.length}`);
+        assert.deepEqual(s.items.map((x) => x.kind), ['mux'], 'nothing but heartbeats');
+        a.backend.ws.send('a3');
+        await a.waitUntil(() => a.lastSeen === 3, 3000, 'a3 after the clamp');
+        assert.equal(a.received.at(-1).data.toString(), 'a3');
+        noViolations(s);
+      } finally {
+        s.close();
+        await del('/hold', a.session);
+      }
+    });
+
+    test('Origin: a foreign origin gets 403 on the stream, the poll and the send; an allowed one CORS headers', { timeout: T }, async () => {
+      const a = await openLongPoll(proxy.port, '/origin');
+      try {
+        const path = muxPath('/origin', [[a.session, 0]]);
+        const evil = { Origin: 'http://evil.example' };
+        const good = { Origin: 'http://app.example' };
+        let r = await httpRequest(proxy.port, 'GET', path, { headers: { ...evil, Accept: 'text/event-stream' } });
+        assert.equal(r.status, 403, 'stream');
+        r = await httpRequest(proxy.port, 'GET', path, { headers: evil });
+        assert.equal(r.status, 403, 'poll');
+        r = await muxSend(proxy.port, '/origin', [{ session: a.session, seq: 1, messages: [{ text: 'x' }] }], { headers: evil });
+        assert.equal(r.status, 403, 'send');
+        assert.equal(r.headers['access-control-allow-origin'], undefined);
+        r = await muxSend(proxy.port, '/origin', [{ session: a.session, seq: 1, messages: [{ text: 'x' }] }], { headers: good });
+        assert.equal(r.status, 200, r.body);
+        assert.equal(r.headers['access-control-allow-origin'], 'http://app.example');
+        const s = await new MuxStream(proxy.port, '/origin', [a], { headers: good }).connect();
+        assert.equal(s.conn.status, 200);
+        assert.equal(s.conn.headers['access-control-allow-origin'], 'http://app.example');
+        assert.equal(s.conn.headers['access-control-allow-credentials'], 'true');
+        await a.waitUntil(() => a.lastSeen === 1, 3000, 'the echo of x');
+        noViolations(s);
+        s.close();
+      } finally {
+        await del('/origin', a.session);
+      }
+    });
   });
 
   // ------------------------------------------------------------------------------------------
@@ -435,6 +542,9 @@ describe('many sessions on one connection (multiplexing)', { skip }, () => {
         b.backend.ws.send('b1');
         b.backend.ws.send(Buffer.from([9]), { binary: true });
         await sleep(50);
+        // An answer lost on the way (cut after 20 bytes) acknowledged nothing: sent again.
+        p = await muxPoll(proxy.port, '/hold', [a, b, c], { cutAfterBytes: 20, book: false });
+        assert.equal(p.cut, true);
         p = await muxPoll(proxy.port, '/hold', [a, b, c]);
         assert.deepEqual(p.problems, []);
         assert.deepEqual(p.json, { sessions: [{ session: b.session, messages: [{ seq: 1, text: 'b1' }, { seq: 2, binary: 'CQ==' }] }] });
