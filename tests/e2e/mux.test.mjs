@@ -385,6 +385,27 @@ describe('many sessions on one connection (multiplexing)', { skip }, () => {
       }
     });
 
+    test('listing sessions with backlogs: the stream delivers them all (no slow consumer for a reading client)', { timeout: T }, async () => {
+      // 10 sessions with 30 KB each waiting (each under its own backpressure threshold,
+      // outbound_queue 64k) listed on one stream whose client reads at once: 300 KB for the
+      // stream to write, more than twice outbound_queue in all, though no session is behind.
+      const clients = await openCtl('/slowc', 10);
+      const payload = 'q'.repeat(1000);
+      for (const c of clients) for (let i = 1; i <= 30; i++) c.backend.ws.send(`${i} ${payload}`);
+      await sleep(300);
+      const s = await new MuxStream(proxy.port, '/slowc', clients).connect();
+      try {
+        await s.waitFor(() => s.ended || clients.every((c) => c.lastSeen === 30), 5000, 'every backlog, or the end of the stream');
+        const slow = proxy.stderr().split('\n').filter((l) => /sse_slow_consumer.*session="?mux/.test(l)).slice(-1)[0];
+        assert.equal(s.ended, false, `the stream ended after ${s.conn.bytes} bytes (${clients.map((c) => c.lastSeen).join(',')} of 30 each); proxy: ${slow}`);
+        for (const c of clients) assert.deepEqual(c.gaps, []);
+        noViolations(s);
+      } finally {
+        s.close();
+        await Promise.all(clients.map((c) => del('/slowc', c.session)));
+      }
+    });
+
     test('heartbeat comments after heartbeat_ms of silence; a position past the newest is clamped', { timeout: T }, async () => {
       const [a] = await openCtl('/hold', 1); // idle_timeout 1s: heartbeat_ms 500
       a.backend.ws.send('a1');
