@@ -16,7 +16,7 @@ constexpr std::size_t kWriteBatch = 64 * 1024;
 } // namespace
 
 void MuxSseTransport::Member::on_messages() {
-    stream_.pump();
+    stream_.pump_one(*this);
 }
 
 void MuxSseTransport::Member::on_replaced() {
@@ -193,6 +193,46 @@ void MuxSseTransport::pump() {
     }
     if (!ended_ && live_members() == 0) {
         end();
+    }
+}
+
+void MuxSseTransport::pump_one(Member& m) {
+    // One session has news: write only its events (a stream may carry a hundred sessions, so
+    // a message must not cost a pass over all of them).
+    if (!started_ || ended_ || pumping_ || full_) {
+        return;
+    }
+    pumping_ = true;
+    bool more = true;
+    while (more && !full_ && !ended_) {
+        more = pump_member(m);
+        write_out();
+    }
+    pumping_ = false;
+    if (ended_ || m.session_ == nullptr) {
+        return;
+    }
+    m.session_->delivered(m.cursor_);
+    if (ended_ || m.session_ == nullptr) {
+        return;
+    }
+    if (full_) {
+        if (stream_->queued_bytes() > 2 * options_.high_watermark) {
+            if (options_.on_slow_consumer) {
+                options_.on_slow_consumer(stream_->queued_bytes());
+            }
+            end();
+        }
+        return;
+    }
+    const auto& close = m.session_->close_info();
+    if (close && m.cursor_ >= m.session_->replay().last_seq()) {
+        append_close(out_, m.id_, close->code, close->reason);
+        write_out();
+        leave(m, true);
+        if (!ended_ && live_members() == 0) {
+            end();
+        }
     }
 }
 

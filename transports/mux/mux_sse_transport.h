@@ -97,6 +97,8 @@ class MuxSseTransport final : public proxy::core::DeferredDeletable,
     void pump();
     /// Writes `m`'s backlog (up to the write batch); true when it has more.
     bool pump_member(Member& m);
+    /// pump() for one member: what its session got, its delivered position, its close.
+    void pump_one(Member& m);
     /// Takes `m` off the stream (detaching from its session when `detach`).
     void leave(Member& m, bool detach);
     void write_out();
