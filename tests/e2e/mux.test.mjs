@@ -124,7 +124,7 @@ describe('many sessions on one connection (multiplexing)', { skip }, () => {
         const expected = clients.map((c, k) => genMessages(rng, `s${k}`, N));
         clients.forEach((c, k) => c.queue(expected[k]));
         // Alternate: a multiplexed POST for every session, then a single batch POST per session.
-        for (let round = 0; round < 20 && clients.some((c) => c.acked <= N); round++) {
+        for (let round = 0; round < 200 && clients.some((c) => c.acked <= N); round++) {
           if (round % 2 === 0) {
             const res = await muxSendAll(proxy.port, '/echo', clients, { max: rng.int(1, 25) });
             assert.equal(res.status, 200, res.body);
