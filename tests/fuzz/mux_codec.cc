@@ -21,7 +21,10 @@
 //      verdict is the same success or the same BadRequest); failures are BadRequest
 //      ("offset N: …", "entry E: …" or "more than 100 entries") or PayloadTooLarge
 //      ("entry E: …") from the client. The entries' results (next_seq, or an error with
-//      expected_seq / retry_after picked by the data) encode to JSON that reads back the same.
+//      expected_seq / retry_after picked by the data) encode to JSON that reads back the same,
+//      and so does a multiplexed poll answer made of them (encode_poll: reset, detached, or the
+//      entry's messages with a gap and a close; each entry's rest parses with
+//      long_polling::parse_poll_response to what was put in).
 //   3. as operations appending to one multiplexed SSE stream: op byte, length byte n (n & 0x80:
 //      15-bit length, low 7 bits then the next byte), then n bytes of payload. op & 7 is the
 //      kind, op & 8 a variant, op >> 4 the session (kSessions):
@@ -284,6 +287,85 @@ void check_results(const std::vector<mux::SendEntry>& entries, std::uint8_t pick
     FUZZ_CHECK(r.expect_end());
 }
 
+// ---- the multiplexed poll answer (from the parsed send entries) ------------------------------
+
+// Each entry of a poll answer for the parsed send entries: reset, detached, or its messages
+// (seqs from the entry's seq) with a gap and a close picked by `pick`. The answer is split at
+// `},{"session":` (raw quotes cannot occur inside a JSON string), each entry's `session`
+// member is read with json::Reader, and the rest of a message entry, as an object, must parse
+// with lp::parse_poll_response to exactly what was put in.
+void check_poll(const std::vector<mux::SendEntry>& entries, std::uint8_t pick) {
+    std::vector<mux::PollEntry> polls;
+    polls.reserve(entries.size());
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        const auto& e = entries[i];
+        mux::PollEntry p;
+        p.session = e.session;
+        const unsigned k = (pick + i * 5) % 16;
+        if (k == 0) {
+            p.reset = "unknown session";
+        } else if (k == 1) {
+            p.detached = "replaced";
+        } else {
+            std::uint64_t seq = e.seq;
+            for (const auto& m : e.messages) {
+                p.messages.push_back(lp::OutMessage{seq++, m.binary, m.payload});
+            }
+            if ((k & 2u) != 0) {
+                p.gap = transports::Gap{e.seq / 2 + 1, e.seq};
+            }
+            if ((k & 4u) != 0) {
+                p.close = lp::Close{static_cast<std::uint16_t>(e.seq), e.messages.empty() || e.messages[0].binary ? "" : e.messages[0].payload};
+            }
+        }
+        polls.push_back(std::move(p));
+    }
+    const std::string body = mux::encode_poll(polls);
+    const std::string_view head = R"({"sessions":[)";
+    FUZZ_CHECK(body.starts_with(head) && body.ends_with("]}"));
+    std::string_view list = std::string_view(body).substr(head.size(), body.size() - head.size() - 2);
+    std::vector<std::string_view> parts;
+    while (!list.empty()) {
+        const std::size_t next = list.find(R"(},{"session":)");
+        parts.push_back(list.substr(0, next == std::string_view::npos ? list.size() : next + 1));
+        list.remove_prefix(next == std::string_view::npos ? list.size() : next + 2);
+    }
+    FUZZ_CHECK_MSG(parts.size() == polls.size(), fuzz::escape(body.substr(0, 200)));
+    for (std::size_t i = 0; i < polls.size(); ++i) {
+        const auto& p = polls[i];
+        const std::string_view part = parts[i];
+        transports::json::Reader r(part);
+        FUZZ_CHECK(r.expect('{'));
+        FUZZ_CHECK(read_string_field(r, "session") == p.session);
+        if (!p.reset.empty() || !p.detached.empty()) {
+            FUZZ_CHECK(r.expect(','));
+            const bool reset = !p.reset.empty();
+            FUZZ_CHECK(read_string_field(r, reset ? "reset" : "detached") == (reset ? p.reset : p.detached));
+            FUZZ_CHECK(r.expect('}') && r.expect_end());
+            continue;
+        }
+        FUZZ_CHECK(r.expect(','));
+        const std::string rest = "{" + std::string(part.substr(r.offset()));
+        const auto parsed = lp::parse_poll_response(rest);
+        FUZZ_CHECK_MSG(parsed.has_value(), fuzz::escape(rest.substr(0, 200)));
+        FUZZ_CHECK(!parsed->reset.has_value());
+        FUZZ_CHECK(parsed->gap.has_value() == p.gap.has_value());
+        if (p.gap) {
+            FUZZ_CHECK(parsed->gap->from == p.gap->from && parsed->gap->to == p.gap->to);
+        }
+        FUZZ_CHECK(parsed->close.has_value() == p.close.has_value());
+        if (p.close) {
+            FUZZ_CHECK(parsed->close->code == p.close->code && parsed->close->reason == p.close->reason);
+        }
+        FUZZ_CHECK(parsed->messages.size() == p.messages.size());
+        for (std::size_t k = 0; k < p.messages.size(); ++k) {
+            const auto& got = parsed->messages[k];
+            FUZZ_CHECK(got.seq == p.messages[k].seq && got.binary == p.messages[k].binary &&
+                       got.payload == p.messages[k].payload);
+        }
+    }
+}
+
 void check_send(std::string_view body, std::uint64_t max_message, std::size_t max_messages,
                 std::uint8_t pick) {
     const auto limited = mux::parse_send(body, max_message, max_messages);
@@ -319,6 +401,7 @@ void check_send(std::string_view body, std::uint64_t max_message, std::size_t ma
     const auto reparsed = mux::parse_send(again, max_message, max_messages);
     FUZZ_CHECK_MSG(reparsed && same_entries(*reparsed, entries), fuzz::escape(again));
     check_results(entries, pick);
+    check_poll(entries, pick);
 }
 
 // ---- 3. the multiplexed SSE stream -----------------------------------------------------------
