@@ -193,8 +193,8 @@ std::string send_body(const std::vector<mux::SendEntry>& entries, std::uint8_t o
         }
         messages += "]";
         std::array<const std::string*, 3> keys{&session, &seq, &messages};
-        const unsigned pick = (order + i) % 6;
-        std::rotate(keys.begin(), keys.begin() + pick % 3, keys.end());
+        const std::size_t pick = (order + i) % 6;
+        std::rotate(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(pick % 3), keys.end());
         if (pick >= 3) {
             std::swap(keys[1], keys[2]);
         }
@@ -245,7 +245,7 @@ void check_results(const std::vector<mux::SendEntry>& entries, std::uint8_t pick
     for (std::size_t i = 0; i < entries.size(); ++i) {
         mux::SendResult r;
         r.session = entries[i].session;
-        const unsigned k = (pick + i * 7) % 8;
+        const std::size_t k = (pick + i * 7) % 8;
         if (k < 2) {
             r.next_seq = entries[i].seq + entries[i].messages.size();
         } else {
@@ -301,7 +301,7 @@ void check_poll(const std::vector<mux::SendEntry>& entries, std::uint8_t pick) {
         const auto& e = entries[i];
         mux::PollEntry p;
         p.session = e.session;
-        const unsigned k = (pick + i * 5) % 16;
+        const std::size_t k = (pick + i * 5) % 16;
         if (k == 0) {
             p.reset = "unknown session";
         } else if (k == 1) {
