@@ -913,9 +913,7 @@ class MuxSession final : public Client, public HttpHandler {
     [[nodiscard]] bool closing() const { return closing_; }
     /// The stream announced this session.
     void announced() { runner_.opened(*this); }
-    void on_message(std::string_view text, std::uint64_t seq) {
-        runner_.message(*this, text, seq);
-    }
+    void on_message(std::string_view text, std::uint64_t seq) { runner_.message(*this, text, seq); }
     void on_close_event() {
         close_seen_ = true;
         if (!closing_) {
@@ -1702,13 +1700,14 @@ int main(int argc, char** argv) {
     }
     const auto options = parse_args(argc, argv);
     if (!options || options->url.rfind("http://", 0) != 0) {
-        std::fputs("usage: session_load ws|sse|longpoll|mux-sse --url http://127.0.0.1:PORT/PATH\n"
-                   "         [--connections N] [--duration 10s] [--warmup 2s] [--size 64]\n"
-                   "       session_load idle-sse|idle-mux-sse --url URL [--connections N] [--hold 10s]\n"
-                   "mux modes: [--per-stream 100]\n"
-                   "       session_load selftest\n"
-                   "common: [--concurrency 200] [--open-timeout 60s] [--close-timeout 10s]\n",
-                   stderr);
+        std::fputs(
+            "usage: session_load ws|sse|longpoll|mux-sse --url http://127.0.0.1:PORT/PATH\n"
+            "         [--connections N] [--duration 10s] [--warmup 2s] [--size 64]\n"
+            "       session_load idle-sse|idle-mux-sse --url URL [--connections N] [--hold 10s]\n"
+            "       session_load selftest\n"
+            "common: [--concurrency 200] [--open-timeout 60s] [--close-timeout 10s]\n"
+            "mux-sse, idle-mux-sse: [--per-stream 100]\n",
+            stderr);
         return 2;
     }
     // bench::parse_url checks the loopback-only rule; it speaks ws://, the same authority.

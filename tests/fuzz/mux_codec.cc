@@ -75,13 +75,26 @@ using test_support::SseEvent;
 constexpr std::array<std::uint64_t, 4> kMaxMessage{0, 1, 16, std::uint64_t{1} << 20};
 constexpr std::array<std::size_t, 4> kMaxMessages{0, 1, 3, 10'000};
 constexpr std::array<std::string_view, 16> kSessions{
-    "a1-Zx_9Q", "S", "0", "-", "_", "inst-1-AbCdEfGhIjKlMnOpQrStUv", "x-y",
-    "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ", "AAAAAAAAAAAAAAAAAAAAAA",
-    "b", "c_", "D-", "e9", "F0f", "gg", "Hh-_"};
+    "a1-Zx_9Q",
+    "S",
+    "0",
+    "-",
+    "_",
+    "inst-1-AbCdEfGhIjKlMnOpQrStUv",
+    "x-y",
+    "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+    "AAAAAAAAAAAAAAAAAAAAAA",
+    "b",
+    "c_",
+    "D-",
+    "e9",
+    "F0f",
+    "gg",
+    "Hh-_"};
 
 bool id_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 bool model_id(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), id_char); }
@@ -112,8 +125,8 @@ void check_positions(std::string_view query) {
     std::vector<std::string_view> params;
     for (std::size_t start = 0;;) {
         const std::size_t amp = query.find('&', start);
-        const std::string_view p =
-            query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+        const std::string_view p = query.substr(
+            start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
         if (p.starts_with("session=")) {
             params.push_back(p.substr(8));
         }
@@ -127,8 +140,8 @@ void check_positions(std::string_view query) {
     for (std::size_t i = 0; model_ok && i < params.size(); ++i) {
         const std::size_t dot = params[i].find('.');
         const std::string_view id = params[i].substr(0, dot);
-        const auto seq = dot == std::string_view::npos ? std::nullopt
-                                                       : model_seq(params[i].substr(dot + 1));
+        const auto seq =
+            dot == std::string_view::npos ? std::nullopt : model_seq(params[i].substr(dot + 1));
         model_ok = model_id(id) && seq.has_value();
         for (const auto& w : want) {
             model_ok = model_ok && w.session != id;
@@ -154,7 +167,8 @@ void check_positions(std::string_view query) {
     const auto reparsed = mux::parse_positions(again);
     FUZZ_CHECK_MSG(reparsed && reparsed->size() == got->size(), again);
     for (std::size_t i = 0; i < got->size(); ++i) {
-        FUZZ_CHECK((*reparsed)[i].session == (*got)[i].session && (*reparsed)[i].seq == (*got)[i].seq);
+        FUZZ_CHECK((*reparsed)[i].session == (*got)[i].session &&
+                   (*reparsed)[i].seq == (*got)[i].seq);
     }
 }
 
@@ -165,7 +179,8 @@ bool same_entries(const std::vector<mux::SendEntry>& a, const std::vector<mux::S
         return false;
     }
     for (std::size_t i = 0; i < a.size(); ++i) {
-        if (a[i].session != b[i].session || a[i].seq != b[i].seq || a[i].messages != b[i].messages) {
+        if (a[i].session != b[i].session || a[i].seq != b[i].seq ||
+            a[i].messages != b[i].messages) {
             return false;
         }
     }
@@ -237,8 +252,8 @@ std::string read_string_field(transports::json::Reader& r, std::string_view key)
     return *v;
 }
 
-constexpr std::array<std::string_view, 6> kErrors{"unknown_session", "session_closed", "seq_gap",
-                                                  "payload_too_large", "busy", "rate_limited"};
+constexpr std::array<std::string_view, 6> kErrors{
+    "unknown_session", "session_closed", "seq_gap", "payload_too_large", "busy", "rate_limited"};
 
 void check_results(const std::vector<mux::SendEntry>& entries, std::uint8_t pick) {
     std::vector<mux::SendResult> results;
@@ -315,7 +330,9 @@ void check_poll(const std::vector<mux::SendEntry>& entries, std::uint8_t pick) {
                 p.gap = transports::Gap{e.seq / 2 + 1, e.seq};
             }
             if ((k & 4u) != 0) {
-                p.close = lp::Close{static_cast<std::uint16_t>(e.seq), e.messages.empty() || e.messages[0].binary ? "" : e.messages[0].payload};
+                p.close = lp::Close{
+                    static_cast<std::uint16_t>(e.seq),
+                    e.messages.empty() || e.messages[0].binary ? "" : e.messages[0].payload};
             }
         }
         polls.push_back(std::move(p));
@@ -323,7 +340,8 @@ void check_poll(const std::vector<mux::SendEntry>& entries, std::uint8_t pick) {
     const std::string body = mux::encode_poll(polls);
     const std::string_view head = R"({"sessions":[)";
     FUZZ_CHECK(body.starts_with(head) && body.ends_with("]}"));
-    std::string_view list = std::string_view(body).substr(head.size(), body.size() - head.size() - 2);
+    std::string_view list =
+        std::string_view(body).substr(head.size(), body.size() - head.size() - 2);
     std::vector<std::string_view> parts;
     while (!list.empty()) {
         const std::size_t next = list.find(R"(},{"session":)");
@@ -340,7 +358,8 @@ void check_poll(const std::vector<mux::SendEntry>& entries, std::uint8_t pick) {
         if (!p.reset.empty() || !p.detached.empty()) {
             FUZZ_CHECK(r.expect(','));
             const bool reset = !p.reset.empty();
-            FUZZ_CHECK(read_string_field(r, reset ? "reset" : "detached") == (reset ? p.reset : p.detached));
+            FUZZ_CHECK(read_string_field(r, reset ? "reset" : "detached") ==
+                       (reset ? p.reset : p.detached));
             FUZZ_CHECK(r.expect('}') && r.expect_end());
             continue;
         }
@@ -355,7 +374,8 @@ void check_poll(const std::vector<mux::SendEntry>& entries, std::uint8_t pick) {
         }
         FUZZ_CHECK(parsed->close.has_value() == p.close.has_value());
         if (p.close) {
-            FUZZ_CHECK(parsed->close->code == p.close->code && parsed->close->reason == p.close->reason);
+            FUZZ_CHECK(parsed->close->code == p.close->code &&
+                       parsed->close->reason == p.close->reason);
         }
         FUZZ_CHECK(parsed->messages.size() == p.messages.size());
         for (std::size_t k = 0; k < p.messages.size(); ++k) {
@@ -410,11 +430,11 @@ struct Expected {
     enum class Kind : std::uint8_t { Message, Gap, Close, Detached, Announce };
     Kind kind = Kind::Message;
     std::string session;
-    std::uint64_t seq = 0;  // message seq, gap from, close code, announce heartbeat
-    std::uint64_t to = 0;   // gap to
+    std::uint64_t seq = 0; // message seq, gap from, close code, announce heartbeat
+    std::uint64_t to = 0;  // gap to
     bool binary = false;
-    std::string payload;    // message payload, close/detached reason, announce send url
-    std::vector<mux::AnnounceEntry> entries;  // announce; `protocol` is in protocols[i]
+    std::string payload; // message payload, close/detached reason, announce send url
+    std::vector<mux::AnnounceEntry> entries; // announce; `protocol` is in protocols[i]
     std::vector<std::string> protocols;
 };
 
@@ -456,8 +476,8 @@ Stream build(fuzz::Input& in) {
             x.binary = (op & 7u) == 3 || !fuzz::valid_utf8(x.payload);
             mux::append_message(s.bytes, session, x.seq, x.binary, x.payload);
             const bool raw = !x.binary && x.payload.find('\r') == std::string::npos;
-            add_event_counts(s, raw ? 2 + static_cast<std::size_t>(std::count(
-                                              x.payload.begin(), x.payload.end(), '\n'))
+            add_event_counts(s, raw ? 2 + static_cast<std::size_t>(
+                                              std::count(x.payload.begin(), x.payload.end(), '\n'))
                                     : 2);
             break;
         }
