@@ -40,11 +40,8 @@ IDLE=${IDLE:-4000}           # idle sessions per layout in step (c); 0 skips it
 HOLD=${HOLD:-120s}           # upper bound; the hold ends (SIGINT) once memory is sampled
 REPLAY_BUFFER=${REPLAY_BUFFER:-64k}
 REPLAY_MESSAGES=${REPLAY_MESSAGES:-512}
-# The stream's write queue high watermark (the route's outbound_queue). A multiplexed stream is
-# ended as a slow consumer past twice this, and a pump pass may queue every session's backlog at
-# once (a reading client then too, see bench/README.md), so it must exceed PER_STREAM times a
-# session's backlog (min(outbound_queue, replay_buffer/2)) over two: 4m for the defaults.
-OUTBOUND_QUEUE=${OUTBOUND_QUEUE:-4m}
+# The stream's write queue high watermark (the route's outbound_queue; the proxy's default).
+OUTBOUND_QUEUE=${OUTBOUND_QUEUE:-1m}
 CPU_LOAD=${CPU_LOAD:-}
 CPU_PROXY=${CPU_PROXY:-}
 CPU_BACKEND=${CPU_BACKEND:-}
