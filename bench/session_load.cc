@@ -3,6 +3,10 @@
 //   session_load ws|sse|longpoll --url http://127.0.0.1:PORT/push [--connections 50]
 //                [--duration 10s] [--warmup 2s] [--size 64]
 //   session_load idle-sse --url http://127.0.0.1:PORT/push [--connections 4000] [--hold 10s]
+//   session_load mux-sse --url http://127.0.0.1:PORT/push [--connections 1000] [--per-stream 100]
+//                [--duration 10s] [--warmup 2s] [--size 64]
+//   session_load idle-mux-sse --url http://127.0.0.1:PORT/push [--connections 4000]
+//                [--per-stream 100] [--hold 10s]
 //   session_load selftest
 //   common: [--concurrency 200] [--open-timeout 60s] [--close-timeout 10s]
 //
@@ -16,6 +20,12 @@
 // Sessions end cleanly: WebSocket Close handshake; SSE and long-poll `DELETE ?session=S`.
 // idle-sse opens N SSE sessions (at most --concurrency at a time), prints "all N open", holds
 // them until --hold passes or SIGINT/SIGTERM, closes them and prints JSON.
+// mux-sse and idle-mux-sse do the same with the sessions carried --per-stream at a time on
+// multiplexed SSE streams (docs/protocol.md "Many sessions on one connection"): each session
+// is opened with `GET ?transport=longpoll` on a connection of its own (closed after the
+// answer), then every group of --per-stream sessions is listed on one `GET ?transport=mux&
+// session=S.0&…` stream; each `m` event's seq is checked against the payload's, and after its
+// DELETE each session's `close` event must come on its stream.
 //
 // About 1,400 lines, past STYLE §9's 800, for a stated reason: bench/CMakeLists.txt builds
 // every bench/*.cc as a program and bench/support/ was being changed for loadgen while this was
@@ -48,7 +58,10 @@ using bench::ClientConn;
 using bench::Outcome;
 using proxy::http::Response;
 
-enum class Mode : std::uint8_t { Ws, Sse, LongPoll, IdleSse };
+enum class Mode : std::uint8_t { Ws, Sse, LongPoll, IdleSse, MuxSse, IdleMuxSse };
+
+bool idle_mode(Mode m) { return m == Mode::IdleSse || m == Mode::IdleMuxSse; }
+bool mux_mode(Mode m) { return m == Mode::MuxSse || m == Mode::IdleMuxSse; }
 
 struct Options {
     Mode mode = Mode::Ws;
@@ -60,6 +73,7 @@ struct Options {
     std::uint64_t warmup_ms = 2'000;
     std::uint64_t hold_ms = 10'000;
     std::size_t concurrency = 200;
+    std::size_t per_stream = 100; ///< sessions per multiplexed stream (mux modes)
     std::uint64_t open_timeout_ms = 60'000;
     std::uint64_t close_timeout_ms = 10'000;
 };
@@ -500,6 +514,7 @@ class HttpConn {
 // ---- sessions and the runner --------------------------------------------------------------
 
 class Runner;
+class MuxStream;
 
 /// One session of any transport. Lives in Runner::clients_ until the loop has finished.
 class Client {
@@ -567,6 +582,7 @@ class Runner {
     const bench::Target& target_;
     Phase phase_ = Phase::Idle;
     std::vector<std::unique_ptr<Client>> clients_;
+    std::vector<std::unique_ptr<MuxStream>> streams_; ///< mux modes: one per group of sessions
     std::string padding_;
     bench::Histogram histogram_;
     std::map<std::string, std::uint64_t, std::less<>> errors_;
@@ -877,6 +893,328 @@ class PollClient final : public HttpClient {
     std::uint64_t ack_ = 0;
 };
 
+// ---- many sessions on one SSE stream (docs/protocol.md "Many sessions on one connection") ---
+
+/// A session carried by a multiplexed SSE stream: opened with `GET ?transport=longpoll` on a
+/// connection of its own (closed after the answer), listed on its group's MuxStream, closed
+/// with `DELETE ?session=S`, after which its `close` event must come on the stream. It counts
+/// as open once the stream's `mux` announce listed it.
+class MuxSession final : public Client, public HttpHandler {
+  public:
+    MuxSession(Runner& runner, std::size_t id, MuxStream& stream)
+        : Client(runner, id), stream_(stream) {}
+    bool start() override;
+    void begin_close() override;
+    void abort(std::string_view kind) override;
+
+    // For the stream.
+    [[nodiscard]] const std::string& session() const { return session_; }
+    [[nodiscard]] bool has_session() const { return !session_.empty(); }
+    [[nodiscard]] bool closing() const { return closing_; }
+    /// The stream announced this session.
+    void announced() { runner_.opened(*this); }
+    void on_message(std::string_view text, std::uint64_t seq) { runner_.message(*this, text, seq); }
+    void on_close_event() {
+        close_seen_ = true;
+        if (!closing_) {
+            runner_.error("mux_close");
+        }
+        maybe_done();
+    }
+    /// The stream ended (or never started): no close event can come any more.
+    void on_stream_gone() {
+        stream_gone_ = true;
+        if (!close_seen_ && !aborted_ && state != State::Done) {
+            runner_.error(closing_ ? "mux_no_close_event" : "mux_stream_ended");
+            aborted_ = true;
+        }
+        maybe_done();
+    }
+
+  private:
+    [[nodiscard]] std::string request(std::string_view method, std::string_view query) const {
+        std::string r(method);
+        r.append(" ").append(runner_.target().path).append(query).append(" HTTP/1.1\r\nHost: ");
+        r.append(runner_.target().host).append("\r\nConnection: close\r\n\r\n");
+        return r;
+    }
+    void on_http_connected(HttpConn& conn) override {
+        conn.send(&conn == open_.get() ? request("GET", "?transport=longpoll")
+                                       : request("DELETE", "?session=" + session_));
+    }
+    void on_http_head(HttpConn& conn, const Response& head) override {
+        const unsigned want = &conn == open_.get() ? 200 : 204;
+        if (head.status != want) {
+            runner_.error((&conn == open_.get() ? "mux_open_http_" : "delete_http_") +
+                          std::to_string(head.status));
+            aborted_ = true;
+            conn.close();
+        }
+        body_.clear();
+    }
+    void on_http_body(HttpConn& conn, std::string_view bytes) override {
+        if (&conn == open_.get()) {
+            body_.append(bytes);
+        }
+    }
+    void on_http_end(HttpConn& conn) override;
+    void on_http_closed(HttpConn& conn, std::string_view error) override {
+        if (!error.empty() && !aborted_) {
+            runner_.error((&conn == open_.get() ? "mux_open_" : "delete_") + std::string(error));
+            aborted_ = true;
+        }
+        if (&conn == open_.get()) {
+            open_done_ = true;
+        } else {
+            delete_done_ = true;
+        }
+        maybe_done();
+    }
+    void maybe_done();
+    /// Tells the stream, once, whether this member has a session to list.
+    void tell_ready(bool ok);
+
+    MuxStream& stream_;
+    std::unique_ptr<HttpConn> open_;
+    std::unique_ptr<HttpConn> delete_;
+    std::string session_;
+    std::string body_;
+    bool open_done_ = false;
+    bool delete_done_ = true; // until a DELETE starts
+    bool closing_ = false;
+    bool close_seen_ = false;
+    bool stream_gone_ = false;
+    bool aborted_ = false;
+    bool reported_done_ = false;
+    bool told_ready_ = false;
+};
+
+/// One multiplexed SSE stream for a group of MuxSessions: started once every member has its
+/// session id (or failed), `GET ?transport=mux&session=S.0&…`; routes each `m` event to its
+/// session and checks its seq against the payload's. The proxy ends it when its last session
+/// closed.
+class MuxStream final : public HttpHandler {
+  public:
+    MuxStream(Runner& runner, std::size_t expected) : runner_(runner), expected_(expected) {}
+    ~MuxStream() override = default;
+    MuxStream(const MuxStream&) = delete;
+    MuxStream& operator=(const MuxStream&) = delete;
+
+    /// A member has its session id (`ok`) or failed to get one.
+    void member_ready(MuxSession& s, bool ok) {
+        if (ok) {
+            members_.push_back(&s);
+        }
+        if (++ready_ == expected_) {
+            begin();
+        }
+    }
+    /// Every member is done: make sure the connection is closed.
+    void member_done() {
+        if (++done_ == expected_ && conn_ && !conn_->closed()) {
+            conn_->close();
+        }
+    }
+    [[nodiscard]] bool ended() const { return ended_; }
+    [[nodiscard]] std::size_t members() const { return members_.size(); }
+
+  private:
+    void begin() {
+        if (members_.empty()) {
+            ended_ = true;
+            return;
+        }
+        for (MuxSession* s : members_) {
+            by_id_.emplace(s->session(), s);
+        }
+        conn_ = std::make_unique<HttpConn>(runner_.loop(), runner_.target(), *this);
+        if (!conn_->start()) {
+            runner_.error("mux_connect_error");
+            conn_.reset();
+            gone();
+        }
+    }
+    void gone() {
+        if (ended_) {
+            return;
+        }
+        ended_ = true;
+        const auto members = members_; // a member's done() may not change the list, but be safe
+        for (MuxSession* s : members) {
+            s->on_stream_gone();
+        }
+    }
+    void on_http_connected(HttpConn& conn) override {
+        std::string r = "GET ";
+        r.append(runner_.target().path).append("?transport=mux");
+        for (const MuxSession* s : members_) {
+            r.append("&session=").append(s->session()).append(".0");
+        }
+        r.append(" HTTP/1.1\r\nHost: ").append(runner_.target().host);
+        r.append("\r\nAccept: text/event-stream\r\n\r\n");
+        conn.send(r);
+    }
+    void on_http_head(HttpConn& conn, const Response& head) override {
+        const std::string* type = head.find("Content-Type");
+        if (head.status != 200 || type == nullptr ||
+            type->find("text/event-stream") == std::string::npos) {
+            runner_.error("mux_http_" + std::to_string(head.status));
+            conn.close();
+        }
+    }
+    void on_http_body(HttpConn&, std::string_view bytes) override {
+        const std::uint64_t before = parser_.comments();
+        if (!parser_.feed(bytes, [this](const SseEvent& e) { on_event(e); })) {
+            runner_.error("sse_line_too_long");
+            conn_->close();
+        }
+        runner_.heartbeats += parser_.comments() - before;
+    }
+    void on_http_end(HttpConn& conn) override {
+        runner_.error("sse_body_ended");
+        conn.close();
+    }
+    void on_http_closed(HttpConn&, std::string_view error) override {
+        if (!error.empty()) {
+            runner_.error("mux_" + std::string(error));
+        }
+        gone();
+    }
+    MuxSession* member(std::string_view id) {
+        const auto it = by_id_.find(id);
+        if (it == by_id_.end()) {
+            runner_.error("mux_unknown_session", id);
+            return nullptr;
+        }
+        return it->second;
+    }
+    void on_event(const SseEvent& e) {
+        if (e.type == "m") {
+            // "<id> <seq>\n<text>"
+            const std::size_t sp = e.data.find(' ');
+            const std::size_t lf = e.data.find('\n');
+            std::string_view digits =
+                sp < lf && lf != std::string_view::npos ? e.data.substr(sp + 1, lf - sp - 1) : "";
+            const auto seq = take_number(digits);
+            if (!seq || !digits.empty()) {
+                runner_.error("mux_bad_message", e.data.substr(0, 80));
+                return;
+            }
+            if (MuxSession* s = member(e.data.substr(0, sp))) {
+                s->on_message(e.data.substr(lf + 1), *seq);
+            }
+        } else if (e.type == "mux" && !announced_) {
+            announced_ = true;
+            if (e.data.find("\"reset\"") != std::string_view::npos) {
+                runner_.error("mux_reset", e.data.substr(0, 200));
+            }
+            const auto members = members_;
+            for (MuxSession* s : members) {
+                s->announced();
+            }
+        } else if (e.type == "close") {
+            const auto id = json_string(e.data, "session");
+            if (MuxSession* s = id ? member(*id) : nullptr) {
+                s->on_close_event();
+            }
+        } else {
+            runner_.error("mux_event_" + std::string(e.type), e.data.substr(0, 120));
+        }
+    }
+
+    Runner& runner_;
+    std::size_t expected_;
+    std::size_t ready_ = 0;
+    std::size_t done_ = 0;
+    std::vector<MuxSession*> members_;
+    std::map<std::string, MuxSession*, std::less<>> by_id_;
+    std::unique_ptr<HttpConn> conn_;
+    SseParser parser_;
+    bool announced_ = false;
+    bool ended_ = false;
+};
+
+bool MuxSession::start() {
+    open_ = std::make_unique<HttpConn>(runner_.loop(), runner_.target(), *this);
+    if (!open_->start()) {
+        runner_.error("connect_error");
+        open_.reset();
+        tell_ready(false);
+        stream_.member_done(); // the Runner counts it done without calling done()
+        return false;
+    }
+    return true;
+}
+
+void MuxSession::tell_ready(bool ok) {
+    if (!told_ready_) {
+        told_ready_ = true;
+        stream_.member_ready(*this, ok);
+    }
+}
+
+void MuxSession::on_http_end(HttpConn& conn) {
+    if (&conn != open_.get()) {
+        conn.close(); // the DELETE's 204
+        return;
+    }
+    conn.close();
+    if (aborted_) {
+        return;
+    }
+    session_ = json_string(body_, "session").value_or("");
+    if (session_.empty()) {
+        runner_.error("poll_bad_open");
+        aborted_ = true;
+    }
+    tell_ready(!session_.empty());
+}
+
+void MuxSession::begin_close() {
+    closing_ = true;
+    if (stream_gone_) {
+        runner_.error("mux_no_close_event");
+        aborted_ = true;
+        maybe_done();
+        return;
+    }
+    delete_ = std::make_unique<HttpConn>(runner_.loop(), runner_.target(), *this);
+    delete_done_ = false;
+    if (!delete_->start()) {
+        runner_.error("delete_connect_error");
+        delete_done_ = true;
+        aborted_ = true;
+        maybe_done();
+    }
+}
+
+void MuxSession::abort(std::string_view kind) {
+    if (!kind.empty()) {
+        runner_.error(kind);
+    }
+    aborted_ = true;
+    if (open_ && !open_->closed()) {
+        open_->close();
+    }
+    if (delete_ && !delete_->closed()) {
+        delete_->close();
+    }
+    maybe_done();
+}
+
+void MuxSession::maybe_done() {
+    // Done once nothing of ours is in flight and the stream has said all it will say of us.
+    const bool open_over = !open_ || open_done_;
+    const bool stream_over = close_seen_ || stream_gone_ || aborted_;
+    if (reported_done_ || !open_over || !delete_done_ || !stream_over) {
+        return;
+    }
+    tell_ready(false); // failed before the stream knew of it (no-op when it did)
+    reported_done_ = true;
+    runner_.done(*this);
+    stream_.member_done();
+}
+
 Runner::Runner(uv_loop_t* loop, const Options& options, const bench::Target& target)
     : loop_(loop), options_(options), target_(target), padding_(options.size, 'a') {
     for (std::size_t i = 0; i < padding_.size(); ++i) {
@@ -895,7 +1233,13 @@ void Runner::start() {
     }
     clients_.reserve(options_.connections);
     for (std::size_t i = 0; i < options_.connections; ++i) {
-        if (options_.mode == Mode::Ws) {
+        if (mux_mode(options_.mode)) {
+            if (i % options_.per_stream == 0) {
+                streams_.push_back(std::make_unique<MuxStream>(
+                    *this, std::min(options_.per_stream, options_.connections - i)));
+            }
+            clients_.push_back(std::make_unique<MuxSession>(*this, i, *streams_.back()));
+        } else if (options_.mode == Mode::Ws) {
             clients_.push_back(std::make_unique<WsClient>(*this, i));
         } else if (options_.mode == Mode::LongPoll) {
             clients_.push_back(std::make_unique<PollClient>(*this, i));
@@ -987,7 +1331,7 @@ void Runner::done(Client& c) {
 void Runner::all_opened() {
     open_end_ns_ = mono_ns();
     uv_timer_stop(&timer_);
-    if (options_.mode == Mode::IdleSse) {
+    if (idle_mode(options_.mode)) {
         if (opened_ == clients_.size() && error_count() == 0) {
             std::printf("all %zu open\n", opened_);
         } else {
@@ -1018,7 +1362,7 @@ void Runner::begin_measure() {
 void Runner::message(Client& c, std::string_view text, std::uint64_t proxy_seq) {
     const std::uint64_t now = mono_ns();
     ++received_;
-    if (options_.mode == Mode::IdleSse) {
+    if (idle_mode(options_.mode)) {
         error("unexpected_message");
         return;
     }
@@ -1139,12 +1483,12 @@ void Runner::print_json() const {
     const double seconds = window_end_ns_ > window_begin_ns_
                                ? static_cast<double>(window_end_ns_ - window_begin_ns_) / 1e9
                                : 0.0;
-    if (options_.mode == Mode::IdleSse) {
+    if (idle_mode(options_.mode)) {
         const double open_s =
             open_end_ns_ > 0 ? static_cast<double>(open_end_ns_ - open_begin_ns_) / 1e9 : 0.0;
-        std::printf("{\"mode\":\"idle-sse\",\"connections\":%zu,\"opened\":%zu,\"held\":%zu,"
+        std::printf("{\"mode\":\"%s\",\"connections\":%zu,\"opened\":%zu,\"held\":%zu,"
                     "\"open_seconds\":%.3f,\"hold_seconds\":%.3f,\"heartbeats\":%llu",
-                    clients_.size(), opened_, held_, open_s, seconds,
+                    options_.mode_name.c_str(), clients_.size(), opened_, held_, open_s, seconds,
                     static_cast<unsigned long long>(heartbeats));
     } else {
         const auto us = [this](double q) {
@@ -1162,6 +1506,9 @@ void Runner::print_json() const {
                     static_cast<unsigned long long>(received_),
                     static_cast<unsigned long long>(polls),
                     static_cast<unsigned long long>(heartbeats));
+    }
+    if (mux_mode(options_.mode)) {
+        std::printf(",\"streams\":%zu,\"per_stream\":%zu", streams_.size(), options_.per_stream);
     }
     std::printf(",\"close_seconds\":%.3f,\"errors\":%llu,\"error_kinds\":{",
                 close_end_ns_ > close_begin_ns_
@@ -1273,7 +1620,9 @@ std::optional<Options> parse_args(int argc, char** argv) {
     static const std::map<std::string_view, Mode> kModes = {{"ws", Mode::Ws},
                                                             {"sse", Mode::Sse},
                                                             {"longpoll", Mode::LongPoll},
-                                                            {"idle-sse", Mode::IdleSse}};
+                                                            {"idle-sse", Mode::IdleSse},
+                                                            {"mux-sse", Mode::MuxSse},
+                                                            {"idle-mux-sse", Mode::IdleMuxSse}};
     const auto mode = kModes.find(o.mode_name);
     if (mode == kModes.end()) {
         return std::nullopt;
@@ -1295,6 +1644,8 @@ std::optional<Options> parse_args(int argc, char** argv) {
             ok = (n = parse_count(value, kMaxConnections)) && (o.connections = *n);
         } else if (key == "--size") {
             ok = (n = parse_count(value, std::size_t{1} << 20)) && (o.size = *n);
+        } else if (key == "--per-stream") {
+            ok = (n = parse_count(value, 100)) && (o.per_stream = *n);
         } else if (key == "--concurrency") {
             ok = (n = parse_count(value, kMaxConnections)) && (o.concurrency = *n);
         } else if (key == "--duration") {
@@ -1317,7 +1668,12 @@ std::optional<Options> parse_args(int argc, char** argv) {
         }
     }
     if (o.connections == 0) {
-        o.connections = o.mode == Mode::IdleSse ? 4000 : 50;
+        o.connections = idle_mode(o.mode) ? 4000 : 50;
+    }
+    // A session counts as opening until its stream's announce, which needs its whole group
+    // open: the groups must fit in the opening window.
+    if (mux_mode(o.mode)) {
+        o.concurrency = std::max(o.concurrency, o.per_stream);
     }
     return o;
 }
@@ -1344,12 +1700,14 @@ int main(int argc, char** argv) {
     }
     const auto options = parse_args(argc, argv);
     if (!options || options->url.rfind("http://", 0) != 0) {
-        std::fputs("usage: session_load ws|sse|longpoll --url http://127.0.0.1:PORT/PATH\n"
-                   "         [--connections N] [--duration 10s] [--warmup 2s] [--size 64]\n"
-                   "       session_load idle-sse --url URL [--connections N] [--hold 10s]\n"
-                   "       session_load selftest\n"
-                   "common: [--concurrency 200] [--open-timeout 60s] [--close-timeout 10s]\n",
-                   stderr);
+        std::fputs(
+            "usage: session_load ws|sse|longpoll|mux-sse --url http://127.0.0.1:PORT/PATH\n"
+            "         [--connections N] [--duration 10s] [--warmup 2s] [--size 64]\n"
+            "       session_load idle-sse|idle-mux-sse --url URL [--connections N] [--hold 10s]\n"
+            "       session_load selftest\n"
+            "common: [--concurrency 200] [--open-timeout 60s] [--close-timeout 10s]\n"
+            "mux-sse, idle-mux-sse: [--per-stream 100]\n",
+            stderr);
         return 2;
     }
     // bench::parse_url checks the loopback-only rule; it speaks ws://, the same authority.

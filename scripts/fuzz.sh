@@ -18,7 +18,8 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(ws_decoder http_request sse_roundtrip config_load long_poll_batch ws_session_frames)
+  targets=(ws_decoder http_request sse_roundtrip config_load long_poll_batch ws_session_frames
+           mux_codec)
 fi
 jobs=${FUZZ_JOBS:-1}
 

@@ -13,6 +13,8 @@ Input layouts (fuzz_support.h and each harness's header comment):
   config_load    the YAML text
   long_poll_batch [settings][body]                settings: bits0-1 max_message, bits2-3 count
   ws_session_frames [settings][chunk plan][frames] settings: bits0-1 max_message
+  mux_codec      [settings][chunk plan][data]     settings: bits0-1 max_message, bits2-3 count,
+                 bits4-7 key order; data: a query, a send body and SSE ops all at once
   chunk plan:    n, then (n & 15) size bytes (b & 0x7F, times 64 when b & 0x80)
 """
 
@@ -345,6 +347,76 @@ def ws_session_seeds():
     write("ws_session_frames", "limit", bytes([0x02]) + plan(7) + frame(0x1, b"x" * 65) + frame(0x1, b"ok"))
 
 
+# ---- mux_codec -------------------------------------------------------------------------------
+
+def mux_seeds():
+    u64 = lambda v: struct.pack(">Q", v)
+    full = 0x0F  # max_message 1 MiB, 10000 messages
+    ids = [("X%021d" % i).encode() for i in range(101)]
+    queries = {
+        "q-two": b"transport=mux&session=AB.0&session=a1-Zx_9Q.17",
+        "q-other-params": b"x=1&session=S.5&&transport=mux&sessionx=1&session=T.0",
+        "q-100": b"&".join(b"session=" + i + b".0" for i in ids[:100]),
+        "q-101": b"&".join(b"session=" + i + b".0" for i in ids),
+        "q-twice": b"session=S.1&session=T.2&session=S.3",
+        "q-bad-seq": b"session=S.01&session=S.-1&session=S.18446744073709551616",
+        "q-max-seq": b"session=S.18446744073709551615",
+        "q-leading-zero": b"session=S.01",
+        "q-no-dot": b"session=S",
+        "q-empty": b"session=.1",
+        "q-percent": b"session=S%2E1",
+    }
+    for name, data in queries.items():
+        write("mux_codec", name, bytes([full]) + plan() + data)
+    bodies = {
+        "s-two": (b'[{"session":"AB","seq":4,"messages":[{"text":"a"},{"binary":"AAE="}]},'
+                  b'{"session":"CD","seq":1,"messages":[{"text":"b"}]}]'),
+        "s-key-order": b'[{"messages":[],"seq":1,"session":"S"},{"seq":2,"session":"T","messages":[]}]',
+        "s-empty": b"[]",
+        "s-whitespace": b' [ { "session" : "S" , "seq" : 1 , "messages" : [ ] } ] ',
+        "s-escapes": b'[{"session":"S","seq":1,"messages":[{"text":"\u00e9\ud83d\ude00\n\r\u2028"}]}]',
+        "s-err-twice": b'[{"session":"S","seq":1,"messages":[]},{"session":"S","seq":2,"messages":[]}]',
+        "s-err-seq0": b'[{"session":"S","seq":0,"messages":[]}]',
+        "s-err-missing": b'[{"session":"S","seq":1}]',
+        "s-err-dup-key": b'[{"session":"S","session":"T","seq":1,"messages":[]}]',
+        "s-err-unknown-key": b'[{"session":"S","seq":1,"messages":[],"x":1}]',
+        "s-err-bad-id": b'[{"session":"a b","seq":1,"messages":[]}]',
+        "s-err-surrogate": b'[{"session":"S","seq":1,"messages":[{"text":"\ud800"}]}]',
+        "s-err-101": b"[" + b",".join(b'{"session":"' + i + b'","seq":1,"messages":[]}' for i in ids) + b"]",
+    }
+    for name, data in bodies.items():
+        write("mux_codec", name, bytes([full]) + plan() + data)
+    write("mux_codec", "s-limit-size", bytes([0x0E]) + plan() +
+          b'[{"session":"S","seq":1,"messages":[{"text":"0123456789abcdefg"}]}]')
+    write("mux_codec", "s-limit-count", bytes([0x07]) + plan() +
+          b'[{"session":"S","seq":1,"messages":[{"text":"a"},{"text":"b"}]}]')
+    # SSE operations: op byte = kind | variant 8 | session << 4.
+    def mop(kind, session=0, payload=b"", extra=b"", variant=False):
+        n = len(payload)
+        size = bytes([n]) if n < 0x80 else bytes([0x80 | (n >> 8), n & 0xFF])
+        return bytes([kind | (8 if variant else 0) | (session << 4)]) + size + payload + extra
+    announce = mop(7, 0, b"/chat?transport=mux", u64(30000) + u64(1000) + bytes([3]) +
+                   bytes([0, 0]) + u64(5) + u64(3) +
+                   bytes([1, 1]) +
+                   bytes([2, 2 | (7 << 3)]) + u64(0) + u64(1) + b"chat.v2")
+    streams = {
+        "e-stream": (announce + mop(0, 0, b"hello") + mop(0, 1, b"a\nb\n") + mop(1, 0, b"x\ry") +
+                     mop(3, 2, bytes(range(40))) + mop(6, 0, variant=True) +
+                     mop(4, 1, b"", u64(3) + u64(9)) + mop(5, 0, b"bye", b"\x03\xe8") +
+                     mop(6, 1, b"replaced")),
+        "e-text-lines": mop(0, 3, b"\n\nline\n\n"),
+        "e-text-fields": mop(0, 4, b"data: x\nid: y\nevent: z\nretry: 1\n: c"),
+        "e-text-odd": mop(2, 5, "\u2028\u2029\ufeff\x00\u0085".encode()),
+        "e-text-not-utf8": mop(0, 6, b"\xff\xfe\r"),
+        "e-empty": mop(0, 7) + mop(3, 7),
+        "e-seq-max": mop(0, 8, b"x", u64(2**64 - 1), variant=True) + mop(0, 8, b"y"),
+        "e-close-escapes": mop(5, 9, "\"\\\n\r\t\u2028é".encode(), b"\x0f\xa0"),
+    }
+    for name, data in streams.items():
+        write("mux_codec", name, bytes([full]) + plan() + data)
+        write("mux_codec", name + "-split", bytes([full]) + plan(1, 2, 0, 5) + data)
+
+
 if __name__ == "__main__":
     ws_seeds()
     http_seeds()
@@ -352,3 +424,4 @@ if __name__ == "__main__":
     config_seeds()
     long_poll_seeds()
     ws_session_seeds()
+    mux_seeds()

@@ -55,6 +55,8 @@ void MuxSseTransport::Member::on_session_gone() {
 MuxSseTransport::MuxSseTransport(proxy::core::Loop& loop, std::unique_ptr<TcpStream> stream,
                                  MuxSseOptions options)
     : loop_(loop), stream_(std::move(stream)), options_(std::move(options)) {
+    // A batch well under the watermark: the queue never runs far past it before a pass stops.
+    batch_ = std::clamp<std::size_t>(options_.high_watermark / 4, 4096, kWriteBatch);
     stream_->set_handler(this);
     stream_->set_watermarks(options_.high_watermark);
 }
@@ -130,7 +132,7 @@ bool MuxSseTransport::pump_member(Member& m) {
     }
     const auto& messages = replay.messages();
     for (std::size_t i = replay.index_after(m.cursor_);
-         i < messages.size() && out_.size() < kWriteBatch; ++i) {
+         i < messages.size() && out_.size() < batch_; ++i) {
         const StoredMessage& msg = messages[i];
         append_message(out_, m.id_, msg.seq, msg.binary, msg.payload);
         m.cursor_ = msg.seq;
@@ -144,17 +146,21 @@ void MuxSseTransport::pump() {
     }
     pumping_ = true;
     // Round robin: each pass gives every session up to a write batch, so one busy session
-    // cannot starve the others on the stream.
+    // cannot starve the others; it stops as soon as the socket's queue is full (a client that
+    // reads is never taken for a slow consumer because of one pass over many backlogs) and the
+    // next pass starts with the session that was next.
+    const std::size_t n = members_.size();
     bool more = true;
-    while (more && !full_ && !ended_) {
+    while (more && !full_ && !ended_ && n > 0) {
         more = false;
-        for (std::size_t i = 0; i < members_.size() && !ended_; ++i) {
-            more = pump_member(*members_[i]) || more;
-            if (out_.size() >= kWriteBatch) {
-                write_out();
-            }
+        std::size_t k = 0;
+        for (; k < n && !ended_ && !full_; ++k) {
+            Member& m = *members_[(next_ + k) % n];
+            more = pump_member(m) || more;
+            write_out();
         }
-        write_out();
+        next_ = (next_ + k) % n;
+        more = more || full_;
     }
     pumping_ = false;
     if (ended_) {

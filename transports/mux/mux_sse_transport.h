@@ -115,6 +115,8 @@ class MuxSseTransport final : public proxy::core::DeferredDeletable,
     std::unique_ptr<proxy::core::DeferredDeletable> held_;
     std::string out_;
     std::uint64_t last_write_ = 0;
+    std::size_t batch_ = 64 * 1024;  ///< bytes gathered per write
+    std::size_t next_ = 0;           ///< member the next round-robin pass starts with
     bool started_ = false;
     bool full_ = false;
     bool pumping_ = false;
