@@ -15,6 +15,10 @@ using CloseMode = core::TcpStream::CloseMode;
 
 namespace {
 
+/// Bytes a connection with a held poll reads ahead (a pipelined next request) before it stops
+/// reading until the poll is answered.
+constexpr std::size_t kHeldPollReadLimit = 64 * 1024;
+
 http::ParserLimits parser_limits(const config::Config& config) {
     http::ParserLimits l;
     l.max_header_bytes = config.limits.max_header_bytes;
@@ -63,8 +67,12 @@ void HttpConnection::on_read(std::span<std::byte> bytes) {
 void HttpConnection::process(std::string_view data) {
     while (!ended_ && !data.empty()) {
         if (waiting_) {
-            // Reading is paused while a request waits; keep what was already read.
+            // A request waits; keep what was already read. A held poll keeps reading so that
+            // its client's departure is seen at once (on_read_end ends the poll), up to a bound.
             leftover_.append(data);
+            if (leftover_.size() > kHeldPollReadLimit) {
+                stream_->pause(core::kPauseOwner);
+            }
             return;
         }
         auto r = parser_.feed(std::span<const char>(data.data(), data.size()));
@@ -94,8 +102,15 @@ void HttpConnection::process(std::string_view data) {
             return;
         case Next::Wait:
             waiting_ = true;
-            stream_->pause(core::kPauseOwner);
             leftover_.append(rest);
+            if ((poll_ || mux_poll_) && leftover_.size() <= kHeldPollReadLimit) {
+                // A held poll: read on, to learn at once when its client leaves (a poll that
+                // stayed attached after its client left would keep the session from its next
+                // poll's client and count as held until its hold time ran out).
+                stream_->resume(core::kPauseOwner);
+            } else {
+                stream_->pause(core::kPauseOwner);
+            }
             return;
         case Next::Continue:
             break;

@@ -260,4 +260,33 @@ TEST_CASE("issue 11: a drain answers every held poll with the close 1001 before 
     h.finish();
 }
 
+TEST_CASE("a held poll, plain or multiplexed, ends as soon as its client leaves") {
+    // A poll stayed attached to its sessions, and counted as held, until its hold time ran out
+    // after its client had closed the connection (found by the browser tab-sharing suite: each
+    // reopened shared poll left the aborted one held for 30 s). Reading now goes on during the
+    // hold, so the client's EOF ends the poll at once and its sessions are free.
+    Harness h;
+    RawClient& open = h.connect();
+    open.send(get_request("/chat?transport=longpoll"));
+    REQUIRE(h.wait_response(open));
+    const auto r = open.response();
+    REQUIRE(r->status == 200);
+    const std::string key = "{\"session\":\"";
+    const std::string id = r->body.substr(key.size(), r->body.find('"', key.size()) - key.size());
+    for (const std::string& path : {"/chat?session=" + id + "&ack=0",
+                                    "/chat?transport=mux&session=" + id + ".0"}) {
+        CAPTURE(path);
+        RawClient& poll = h.connect();
+        poll.send(get_request(path));
+        REQUIRE(h.until([&] {
+            return h.metrics().gauge("wsbridge_connections", {{"transport", "longpoll"}}) == 1;
+        }));
+        poll.close();
+        CHECK(h.until([&] {
+            return h.metrics().gauge("wsbridge_connections", {{"transport", "longpoll"}}) == 0;
+        }, 500));  // well within the hold time (idle_timeout / 2 = 30 s by default)
+    }
+    h.finish();
+}
+
 } // namespace proxy::test
