@@ -41,26 +41,6 @@ void session_member(std::string& out, std::string_view session) {
     append_string(out, session);
 }
 
-/// "data: <line>\n" per LF-separated line of `text`; false (and nothing written) when the text
-/// holds a CR, which an event stream parser would take for a line end.
-bool append_text_lines(std::string& out, std::string_view text) {
-    if (text.find('\r') != std::string_view::npos) {
-        return false;
-    }
-    std::size_t start = 0;
-    for (;;) {
-        const std::size_t lf = text.find('\n', start);
-        out.append("data: ");
-        out.append(text.substr(start, lf == std::string_view::npos ? std::string_view::npos
-                                                                    : lf - start));
-        out.push_back('\n');
-        if (lf == std::string_view::npos) {
-            return true;
-        }
-        start = lf + 1;
-    }
-}
-
 } // namespace
 
 Result<std::vector<Position>> parse_positions(std::string_view query) {
@@ -151,7 +131,7 @@ void append_message(std::string& out, std::string_view session, std::uint64_t se
         out.append("\n\n");
         return;
     }
-    if (append_text_lines(out, payload)) {
+    if (sse::append_data_lines(out, payload)) {
         out.push_back('\n');
         return;
     }

@@ -23,6 +23,8 @@ void append_id_line(std::string& out, std::string_view session, std::uint64_t se
     out.push_back('\n');
 }
 
+} // namespace
+
 // Writes one "data: <line>\n" per LF-separated line of `text` (WHATWG SSE: each data line adds
 // its value plus LF to the data buffer, and dispatch drops the final LF, so event.data == text).
 // A CR anywhere would end a line early in the parser (CR and CRLF are line ends too), so on the
@@ -49,7 +51,6 @@ bool append_data_lines(std::string& out, std::string_view text) {
     }
 }
 
-} // namespace
 
 bool is_session_id(std::string_view session) noexcept {
     if (session.empty()) {
