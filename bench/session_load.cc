@@ -24,7 +24,7 @@
 // multiplexed SSE streams (docs/protocol.md "Many sessions on one connection"): each session
 // is opened with `GET ?transport=longpoll` on a connection of its own (closed after the
 // answer), then every group of --per-stream sessions is listed on one `GET ?transport=mux&
-// session=S.0&…` stream; each `m` event's seq is checked against the payload's, and after its
+// session=S.0&…` stream; each message event's seq is checked against the payload's, and after its
 // DELETE each session's `close` event must come on its stream.
 //
 // About 1,400 lines, past STYLE §9's 800, for a stated reason: bench/CMakeLists.txt builds
@@ -44,6 +44,7 @@
 #include <ctime>
 #include <functional>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -990,7 +991,7 @@ class MuxSession final : public Client, public HttpHandler {
 };
 
 /// One multiplexed SSE stream for a group of MuxSessions: started once every member has its
-/// session id (or failed), `GET ?transport=mux&session=S.0&…`; routes each `m` event to its
+/// session id (or failed), `GET ?transport=mux&session=S.0&…`; routes each message event to its
 /// session and checks its seq against the payload's. The proxy ends it when its last session
 /// closed.
 class MuxStream final : public HttpHandler {
@@ -1089,10 +1090,10 @@ class MuxStream final : public HttpHandler {
         return it->second;
     }
     void on_event(const SseEvent& e) {
-        if (e.type == "m") {
-            // "<id> <seq>\n<text>"
+        if (e.type == "message") {
+            // "<id> <seq> <text>"
             const std::size_t sp = e.data.find(' ');
-            const std::size_t lf = e.data.find('\n');
+            const std::size_t lf = sp == std::string_view::npos ? sp : e.data.find(' ', sp + 1);
             std::string_view digits =
                 sp < lf && lf != std::string_view::npos ? e.data.substr(sp + 1, lf - sp - 1) : "";
             const auto seq = take_number(digits);
@@ -1127,7 +1128,7 @@ class MuxStream final : public HttpHandler {
     std::size_t ready_ = 0;
     std::size_t done_ = 0;
     std::vector<MuxSession*> members_;
-    std::map<std::string, MuxSession*, std::less<>> by_id_;
+    std::unordered_map<std::string_view, MuxSession*> by_id_;
     std::unique_ptr<HttpConn> conn_;
     SseParser parser_;
     bool announced_ = false;

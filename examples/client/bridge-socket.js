@@ -787,19 +787,20 @@ class TabHub {
         if (this.entry(s.session, s)) this.relay(s.session, { t: 'up', lastSeq: s.last_seq, nextSeq: s.next_seq, protocol: s.protocol });
       }
     });
+    // Every message event's data is "<id> <seq> <body>".
     const onMsg = (type) => (e) => {
       if (!live()) return;
-      const nl = e.data.indexOf('\n');
-      const head = nl < 0 ? e.data : e.data.slice(0, nl);
-      const rest = nl < 0 ? '' : e.data.slice(nl + 1);
-      const sp = head.indexOf(' ');
-      const sid = head.slice(0, sp);
-      const seq = Number(head.slice(sp + 1));
-      if (type === 'm') this.message(sid, seq, { text: rest });
+      const sp = e.data.indexOf(' ');
+      const sp2 = e.data.indexOf(' ', sp + 1);
+      if (sp < 0 || sp2 < 0) return;
+      const sid = e.data.slice(0, sp);
+      const seq = Number(e.data.slice(sp + 1, sp2));
+      const rest = e.data.slice(sp2 + 1);
+      if (type === 'message') this.message(sid, seq, { text: rest });
       else if (type === 'mt') this.message(sid, seq, { text: String(parseJson(rest)) });
       else this.message(sid, seq, { binary: rest });
     };
-    es.addEventListener('m', onMsg('m'));
+    es.addEventListener('message', onMsg('message'));
     es.addEventListener('mt', onMsg('mt'));
     es.addEventListener('mb', onMsg('mb'));
     es.addEventListener('gap', (e) => {

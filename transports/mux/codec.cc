@@ -118,30 +118,30 @@ void append_announce(std::string& out, std::string_view send_url, std::uint64_t 
 
 void append_message(std::string& out, std::string_view session, std::uint64_t seq, bool binary,
                     std::string_view payload) {
+    // One line for the common case: `data: <id> <seq> <text>`, the default event type.
     const std::size_t mark = out.size();
-    out.append(binary ? "event: mb\ndata: " : "event: m\ndata: ");
+    out.append(binary ? "event: mb\ndata: " : "data: ");
     out.append(session);
     out.push_back(' ');
     append_uint(out, seq);
-    out.push_back('\n');
+    out.push_back(' ');
     if (binary) {
-        out.append("data: ");
         out.append(proxy::core::base64_encode(
             std::as_bytes(std::span<const char>(payload.data(), payload.size()))));
         out.append("\n\n");
         return;
     }
-    if (sse::append_data_lines(out, payload)) {
+    if (sse::append_data_lines(out, payload, true)) {
         out.push_back('\n');
         return;
     }
-    // A CR: the text travels as a JSON string on one line.
+    // A CR: the text travels as a JSON string on the one line.
     out.resize(mark);
     out.append("event: mt\ndata: ");
     out.append(session);
     out.push_back(' ');
     append_uint(out, seq);
-    out.append("\ndata: ");
+    out.push_back(' ');
     append_string(out, payload);
     out.append("\n\n");
 }

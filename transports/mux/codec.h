@@ -47,7 +47,8 @@ struct AnnounceEntry {
 /// `retry: <retry_ms>` and the `mux` event.
 void append_announce(std::string& out, std::string_view send_url, std::uint64_t heartbeat_ms,
                      std::uint64_t retry_ms, std::span<const AnnounceEntry> sessions);
-/// One message event (`m`, `mt` or `mb`); text payloads are valid UTF-8.
+/// One message event, its data `<id> <seq> <body>`: the default type for text without CR,
+/// `mt` (the text as a JSON string) or `mb` (standard base64); text payloads are valid UTF-8.
 void append_message(std::string& out, std::string_view session, std::uint64_t seq, bool binary,
                     std::string_view payload);
 void append_gap(std::string& out, std::string_view session, std::uint64_t from, std::uint64_t to);

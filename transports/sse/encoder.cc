@@ -30,9 +30,10 @@ void append_id_line(std::string& out, std::string_view session, std::uint64_t se
 // A CR anywhere would end a line early in the parser (CR and CRLF are line ends too), so on the
 // first CR this undoes its output and returns false. Each byte is looked at by one memchr for
 // LF and one for CR within its line; the common one-line text costs two appends.
-bool append_data_lines(std::string& out, std::string_view text) {
+bool append_data_lines(std::string& out, std::string_view text, bool first_opened) {
     const std::size_t mark = out.size();
     std::size_t start = 0;
+    bool opened = first_opened;
     for (;;) {
         const std::size_t lf = text.find('\n', start);
         const std::string_view line =
@@ -41,7 +42,10 @@ bool append_data_lines(std::string& out, std::string_view text) {
             out.resize(mark);
             return false;
         }
-        out.append("data: ");
+        if (!opened) {
+            out.append("data: ");
+        }
+        opened = false;
         out.append(line);
         out.push_back('\n');
         if (lf == std::string_view::npos) {

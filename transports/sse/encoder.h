@@ -98,8 +98,9 @@ struct Announce {
 
 /// Appends one `data: <line>\n` per LF-separated line of `text` (WHATWG SSE: the data buffer
 /// then equals `text`). Returns false and leaves `out` unchanged when `text` holds a CR, which a
-/// parser would take for a line end (the caller then sends the text as JSON).
-bool append_data_lines(std::string& out, std::string_view text);
+/// parser would take for a line end (the caller then sends the text as JSON). `first_opened`:
+/// `out` already ends with an open `data: ` line, which the first line of `text` completes.
+bool append_data_lines(std::string& out, std::string_view text, bool first_opened = false);
 
 /// True if `session` is a well-formed session id: non-empty and only `A-Z a-z 0-9 - _` (URL-safe
 /// base64 plus the `-` that separates an optional instance prefix).

@@ -44,12 +44,11 @@ export async function openLongPoll(port, route, { open = route, ackEvery = 64 } 
  *   | {kind:'gap'|'close'|'detached', session, …fields} | {kind:'error', error}
  */
 export function decodeMuxEvent(ev) {
+  // Every message event's data is "<id> <seq> <body>" (an empty body keeps its space).
   const head = (data) => {
-    const nl = data.indexOf('\n');
-    const first = nl < 0 ? data : data.slice(0, nl);
-    const m = /^([A-Za-z0-9_-]+) ([1-9][0-9]*)$/.exec(first);
+    const m = /^([A-Za-z0-9_-]+) ([1-9][0-9]*) /.exec(data);
     if (!m) return null;
-    return { session: m[1], seq: Number(m[2]), rest: nl < 0 ? null : data.slice(nl + 1) };
+    return { session: m[1], seq: Number(m[2]), rest: data.slice(m[0].length) };
   };
   const json = (data) => {
     try {
@@ -64,21 +63,20 @@ export function decodeMuxEvent(ev) {
       if (!a || !Array.isArray(a.sessions)) return { kind: 'error', error: `bad mux announce ${ev.data}` };
       return { kind: 'mux', announce: a };
     }
-    case 'm': {
+    case 'message': {
       const h = head(ev.data);
-      // "<id> <seq>\n<text>": an empty text still has its own (empty) data line.
-      if (!h || h.rest === null) return { kind: 'error', error: `bad m event ${JSON.stringify(ev.data.slice(0, 80))}` };
+      if (!h) return { kind: 'error', error: `bad message event ${JSON.stringify(ev.data.slice(0, 80))}` };
       return { kind: 'message', session: h.session, seq: h.seq, binary: false, data: Buffer.from(h.rest, 'utf8') };
     }
     case 'mt': {
       const h = head(ev.data);
-      const text = h && h.rest !== null && !h.rest.includes('\n') ? json(h.rest) : undefined;
+      const text = h && !h.rest.includes('\n') ? json(h.rest) : undefined;
       if (typeof text !== 'string') return { kind: 'error', error: `bad mt event ${JSON.stringify(ev.data.slice(0, 80))}` };
       return { kind: 'message', session: h.session, seq: h.seq, binary: false, data: Buffer.from(text, 'utf8') };
     }
     case 'mb': {
       const h = head(ev.data);
-      if (!h || h.rest === null || !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(h.rest)) {
+      if (!h || !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(h.rest)) {
         return { kind: 'error', error: `bad mb event ${JSON.stringify(ev.data.slice(0, 80))}` };
       }
       return { kind: 'message', session: h.session, seq: h.seq, binary: true, data: Buffer.from(h.rest, 'base64') };

@@ -72,18 +72,18 @@ TEST_CASE("mux: the stream's events read back exactly, whatever the split") {
     CHECK(ev[0].type == "mux");
     CHECK(ev[0].data ==
           R"({"send":"/chat?transport=mux","heartbeat_ms":30000,"sessions":[{"session":"A","last_seq":5,"next_seq":3},{"session":"B","last_seq":0,"next_seq":1,"protocol":"chat.v2"},{"session":"C","reset":"unknown session"}]})");
-    CHECK(ev[1].type == "m");
-    CHECK(ev[1].data == "A 6\nhello");
-    CHECK(ev[2].data == "B 1\ntwo\nlines\n");
-    CHECK(ev[3].data == "A 7\n");
+    CHECK(ev[1].type == "message");
+    CHECK(ev[1].data == "A 6 hello");
+    CHECK(ev[2].data == "B 1 two\nlines\n");
+    CHECK(ev[3].data == "A 7 ");
     CHECK(ev[4].type == "mt");
-    CHECK(ev[4].data == "B 2\n\"cr\\r\\nhere\"");
+    CHECK(ev[4].data == "B 2 \"cr\\r\\nhere\"");
     CHECK(ev[5].type == "mb");
-    CHECK(ev[5].data == "A 8\nAAEC");
+    CHECK(ev[5].data == "A 8 AAEC");
     CHECK(ev[6].type == "mb");
-    CHECK(ev[6].data == "B 3\n");
-    CHECK(ev[7].type == "m");
-    CHECK(ev[7].data == "A 9\ndata: evil\nevent: close\n\nid: 1");  // no field smuggled
+    CHECK(ev[6].data == "B 3 ");
+    CHECK(ev[7].type == "message");
+    CHECK(ev[7].data == "A 9 data: evil\nevent: close\n\nid: 1");  // no field smuggled
     CHECK(ev[8].type == "gap");
     CHECK(ev[8].data == R"({"session":"B","from":4,"to":9})");
     CHECK(ev[9].type == "close");
@@ -91,7 +91,7 @@ TEST_CASE("mux: the stream's events read back exactly, whatever the split") {
     CHECK(ev[10].type == "detached");
     CHECK(ev[10].data == R"({"session":"B","reason":"replaced"})");
     const auto whole = test_support::parse_whole(s);
-    CHECK(whole.counts.event == 11);  // one event field per event: nothing smuggled one in
+    CHECK(whole.counts.event == 7);  // none for the 4 text messages: nothing smuggled one in
     CHECK(whole.counts.id == 0);
 }
 
