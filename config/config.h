@@ -23,6 +23,8 @@ using Duration = std::chrono::milliseconds;
 struct Certificate {
     std::string cert;
     std::string key;
+
+    bool operator==(const Certificate&) const = default;
 };
 
 /// A listener's TLS (`tls: {cert, key}` or `tls: {certificates: [{cert, key}, ...]}`, plus
@@ -32,6 +34,8 @@ struct Tls {
     std::vector<Certificate> certificates;
     std::string min_version = "1.2";  ///< "1.2" or "1.3"
     std::string client_ca;            ///< PEM CA bundle requiring client certificates, or ""
+
+    bool operator==(const Tls&) const = default;
 };
 
 /// One listening socket (`listen[]`). `address` is "host:port" or "[v6]:port" where host is an
@@ -41,12 +45,16 @@ struct Listener {
     std::string host = "0.0.0.0";
     std::uint16_t port = 8080;
     std::optional<Tls> tls;
+
+    bool operator==(const Listener&) const = default;
 };
 
 /// Admin listener (`admin: {address}`): /metrics, /healthz, /readyz. Loopback by default.
 struct Admin {
     std::string host = "127.0.0.1";
     std::uint16_t port = 9090;
+
+    bool operator==(const Admin&) const = default;
 };
 
 /// A parsed backend URL (`backend: ws://host:port/path?query`).
@@ -57,12 +65,16 @@ struct BackendUrl {
     std::string path = "/";     ///< path and query as written, always starting with '/'
     std::string host_header;    ///< value for the Host header ("host" or "host:port")
     std::string text;           ///< the URL as written in the file
+
+    bool operator==(const BackendUrl&) const = default;
 };
 
 /// Token bucket for client messages (`rate: {messages_per_second, burst}`).
 struct Rate {
     double messages_per_second = 100;
     std::uint32_t burst = 200;
+
+    bool operator==(const Rate&) const = default;
 };
 
 /// How a route verifies and authenticates to a wss:// backend (`backend_tls`). Verification
@@ -74,6 +86,8 @@ struct BackendTls {
     std::string cert;         ///< client certificate (PEM) presented to the backend, or ""
     std::string key;          ///< its key; set together with cert
     bool verify = true;
+
+    bool operator==(const BackendTls&) const = default;
 };
 
 /// Limits that a route may override; the global `limits` block holds their defaults.
@@ -93,6 +107,8 @@ struct RouteLimits {
     Duration resume_window{30'000};                 ///< session lifetime with no client
     std::uint64_t replay_buffer = 1024 * 1024;      ///< replay buffer bytes per session
     std::uint32_t replay_messages = 10'000;         ///< replay buffer messages per session
+
+    bool operator==(const RouteLimits&) const = default;
 };
 
 /// Global limits (`limits:`), plus the defaults of every RouteLimits key.
@@ -110,6 +126,8 @@ struct Transports {
     bool websocket = true;
     bool sse = true;
     bool longpoll = true;
+
+    bool operator==(const Transports&) const = default;
 };
 
 /// One route (`routes[]`). `limits` is resolved: global defaults with route overrides applied.
@@ -124,6 +142,8 @@ struct Route {
     std::vector<std::string> forward_headers; ///< extra request headers sent to the backend
     BackendTls backend_tls;                 ///< used for wss:// backends only
     RouteLimits limits;
+
+    bool operator==(const Route&) const = default;
 };
 
 /// The whole file. Shared immutably (`std::shared_ptr<const Config>`) once loaded.

@@ -13,14 +13,41 @@ Context::Context(core::Loop& loop, std::shared_ptr<const config::Config> config)
     : loop_(loop), config_(std::move(config)) {}
 
 core::Result<void> Context::resolve_backends() {
-    routes_.clear();
-    for (const auto& route : config_->routes) {
+    auto routes = build_routes(config_, {});
+    if (!routes) {
+        return core::Unexpected{routes.error()};
+    }
+    routes_ = std::move(*routes);
+    return {};
+}
+
+core::Result<std::vector<std::shared_ptr<const RouteRuntime>>> Context::build_routes(
+    const std::shared_ptr<const config::Config>& config,
+    const std::vector<std::shared_ptr<const RouteRuntime>>& previous) {
+    std::unordered_map<std::string_view, const RouteRuntime*> old;
+    for (const auto& r : previous) {
+        old.emplace(r->route->path, r.get());
+    }
+    std::vector<std::shared_ptr<const RouteRuntime>> out;
+    out.reserve(config->routes.size());
+    for (const auto& route : config->routes) {
+        auto runtime = std::make_shared<RouteRuntime>();
+        runtime->config = config;
+        runtime->route = &route;
+        const auto it = old.find(route.path);
+        if (it != old.end() && *it->second->route == route) {
+            // Unchanged: keep what was resolved and built for it (no DNS, no CA store load).
+            runtime->backend_ip = it->second->backend_ip;
+            runtime->backend_tls = it->second->backend_tls;
+            out.push_back(std::move(runtime));
+            continue;
+        }
         auto ip = core::resolve_host(route.backend.host);
         if (!ip) {
             return core::fail(core::Code::Config, core::Side::Config,
                               "route " + route.path + ": " + ip.error().context);
         }
-        RouteRuntime runtime{&route, *ip, nullptr};
+        runtime->backend_ip = *ip;
         if (route.backend.tls) {
             const config::BackendTls& bt = route.backend_tls;
             tls::ClientOptions options{bt.ca,
@@ -32,7 +59,7 @@ core::Result<void> Context::resolve_backends() {
                                   "route " + route.path + ": " + ctx.error().context);
             }
             (*ctx)->set_observer(this);
-            runtime.backend_tls = std::move(*ctx);
+            runtime->backend_tls = std::move(*ctx);
             if (!bt.verify) {
                 core::log(core::LogLevel::Warn, "backend_tls_unverified",
                           {{"route", route.path},
@@ -41,9 +68,40 @@ core::Result<void> Context::resolve_backends() {
                                       "and name are not checked"}});
             }
         }
-        routes_.push_back(std::move(runtime));
+        out.push_back(std::move(runtime));
     }
-    return {};
+    return out;
+}
+
+core::Result<ReloadSummary> Context::reload(std::shared_ptr<const config::Config> config) {
+    auto routes = build_routes(config, routes_);
+    if (!routes) {
+        return core::Unexpected{routes.error()};
+    }
+    ReloadSummary summary;
+    std::unordered_map<std::string_view, const config::Route*> before;
+    for (const auto& r : routes_) {
+        before.emplace(r->route->path, r->route);
+    }
+    for (const auto& route : config->routes) {
+        const auto it = before.find(route.path);
+        if (it == before.end()) {
+            summary.routes_added.push_back(route.path);
+        } else {
+            if (!(*it->second == route)) {
+                summary.routes_changed.push_back(route.path);
+            }
+            before.erase(it);
+        }
+    }
+    for (const auto& r : routes_) {
+        if (before.count(r->route->path) != 0) {
+            summary.routes_removed.push_back(r->route->path);
+        }
+    }
+    config_ = std::move(config);
+    routes_ = std::move(*routes);
+    return summary;
 }
 
 const RouteRuntime* Context::match(std::string_view path) const {
@@ -52,8 +110,8 @@ const RouteRuntime* Context::match(std::string_view path) const {
         return nullptr;
     }
     for (const auto& r : routes_) {
-        if (r.route == route) {
-            return &r;
+        if (r->route == route) {
+            return r.get();
         }
     }
     return nullptr;
@@ -119,14 +177,17 @@ void Context::remove_session(std::string_view id) {
     sessions_.erase(std::string(id));
 }
 
-std::size_t Context::route_sessions(const config::Route* route) const {
-    const auto it = route_sessions_.find(route);
+std::size_t Context::route_sessions(const std::string& path) const {
+    const auto it = route_sessions_.find(path);
     return it == route_sessions_.end() ? 0 : it->second;
 }
 
-void Context::count_route_session(const config::Route* route, int delta) {
-    auto& n = route_sessions_[route];
+void Context::count_route_session(const std::string& path, int delta) {
+    auto& n = route_sessions_[path];
     n = delta < 0 ? (n > 0 ? n - 1 : 0) : n + 1;
+    if (n == 0) {
+        route_sessions_.erase(path);
+    }
 }
 
 bool Context::admit_client(const std::string& ip) {

@@ -28,12 +28,22 @@ class Closable : public core::DeferredDeletable {
     virtual void shutdown(bool going_away) = 0;
 };
 
-/// A route plus what was resolved for it at load time.
-struct RouteRuntime {
+/// A route plus what was resolved for it at load time: an immutable snapshot. A relay or a
+/// session holds the snapshot it started with (route.shared_from_this()) and runs on it until
+/// it ends, whatever reloads happen meanwhile; `config` keeps `route` alive.
+struct RouteRuntime : std::enable_shared_from_this<RouteRuntime> {
+    std::shared_ptr<const config::Config> config;
     const config::Route* route = nullptr;
     std::string backend_ip;  ///< numeric address of the backend host (resolved at load)
     /// TLS towards a wss:// backend (verification per backend_tls), built at load; else null.
     std::shared_ptr<tls::ClientContext> backend_tls;
+};
+
+/// What a reload changed, for its log line.
+struct ReloadSummary {
+    std::vector<std::string> routes_added;
+    std::vector<std::string> routes_removed;
+    std::vector<std::string> routes_changed;
 };
 
 /// Everything one worker's connections share. Lives as long as the worker's loop.
@@ -55,6 +65,10 @@ class Context final : private tls::HandshakeObserver {
 
     /// Resolves every route's backend host. Errors name the route.
     core::Result<void> resolve_backends();
+    /// Switches new requests to `config` (SIGHUP): resolves its routes' backends and builds
+    /// their TLS contexts first, reusing the current route snapshot of every route that did not
+    /// change. On failure nothing changes. Live relays and sessions keep their snapshots.
+    core::Result<ReloadSummary> reload(std::shared_ptr<const config::Config> config);
     /// The runtime of the route matching `path` (path without query), or nullptr.
     const RouteRuntime* match(std::string_view path) const;
 
@@ -96,9 +110,10 @@ class Context final : private tls::HandshakeObserver {
     void add_session(std::string_view id, Session* session);
     void remove_session(std::string_view id);
     std::size_t session_count() const noexcept { return sessions_.size(); }
-    /// Live sessions of one route (for its max_sessions cap).
-    std::size_t route_sessions(const config::Route* route) const;
-    void count_route_session(const config::Route* route, int delta);
+    /// Live sessions of one route path (for its max_sessions cap; counted by path, so the
+    /// sessions a route had before a reload count against it after).
+    std::size_t route_sessions(const std::string& path) const;
+    void count_route_session(const std::string& path, int delta);
 
     /// True once shutdown started: new requests get 503.
     bool draining() const noexcept { return draining_; }
@@ -120,9 +135,14 @@ class Context final : private tls::HandshakeObserver {
     std::shared_ptr<const config::Config> config_;
     core::MaskSource masks_;
     Metrics metrics_;
-    std::vector<RouteRuntime> routes_;
+    /// Builds the snapshots of `config`'s routes, reusing those of `previous` that match.
+    core::Result<std::vector<std::shared_ptr<const RouteRuntime>>> build_routes(
+        const std::shared_ptr<const config::Config>& config,
+        const std::vector<std::shared_ptr<const RouteRuntime>>& previous);
+
+    std::vector<std::shared_ptr<const RouteRuntime>> routes_;
     std::unordered_map<std::string, Session*> sessions_;
-    std::unordered_map<const config::Route*, std::size_t> route_sessions_;
+    std::unordered_map<std::string, std::size_t> route_sessions_;
     std::unordered_map<std::string, std::uint32_t> per_ip_;
     std::size_t clients_ = 0;
     bool draining_ = false;

@@ -27,7 +27,9 @@ constexpr const char* kUsage =
     "       wsbridge --help             print this help\n"
     "\n"
     "Logs go to stderr, one logfmt line per event (WSBRIDGE_LOG_LEVEL=debug|info|warn|error).\n"
-    "SIGINT/SIGTERM: stop accepting, close WebSockets with 1001, exit within drain_timeout.\n";
+    "SIGINT/SIGTERM: stop accepting, close WebSockets with 1001, exit within drain_timeout.\n"
+    "SIGHUP: reload FILE in place; live connections and sessions keep their configuration, and\n"
+    "a file with errors changes nothing (each error is logged as reload_failed).\n";
 
 int check_config(const std::string& path) {
     auto config = config::load_config(path);
@@ -66,6 +68,7 @@ int run(const std::string& path) {
         };
         proxy::core::SignalWatcher sigint(loop, SIGINT, [&] { on_stop("SIGINT"); });
         proxy::core::SignalWatcher sigterm(loop, SIGTERM, [&] { on_stop("SIGTERM"); });
+        proxy::core::SignalWatcher sighup(loop, SIGHUP, [&] { (void)server.reload(path); });
         proxy::core::HeapTrimmer heap_trimmer(loop, kHeapTrimIntervalMs);
         loop.run();
         server.context().shutdown_all(false);

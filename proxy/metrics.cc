@@ -44,6 +44,10 @@ void Metrics::gauge_add(std::string_view name, std::int64_t delta, Labels labels
     gauges_[key(name, labels)] += delta;
 }
 
+void Metrics::gauge_set(std::string_view name, std::int64_t value, Labels labels) {
+    gauges_[key(name, labels)] = value;
+}
+
 std::uint64_t Metrics::counter(std::string_view name, Labels labels) const {
     const auto it = counters_.find(key(name, labels));
     return it == counters_.end() ? 0 : it->second;

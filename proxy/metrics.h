@@ -23,6 +23,8 @@ class Metrics {
     void inc(std::string_view name, Labels labels = {}, std::uint64_t n = 1);
     /// Adds `delta` (may be negative) to gauge `name`.
     void gauge_add(std::string_view name, std::int64_t delta, Labels labels = {});
+    /// Sets gauge `name` to `value`.
+    void gauge_set(std::string_view name, std::int64_t value, Labels labels = {});
     /// Current value of a counter (0 when absent). For tests and the admin endpoint.
     std::uint64_t counter(std::string_view name, Labels labels = {}) const;
     /// Current value of a gauge.

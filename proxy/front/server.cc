@@ -1,5 +1,8 @@
 #include "proxy/front/server.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "proxy/front/client_slot.h"
 #include "proxy/core/log.h"
 #include "proxy/http/response.h"
@@ -14,63 +17,86 @@ Server::Server(core::Loop& loop, std::shared_ptr<const config::Config> config)
 
 Server::~Server() {
     housekeeping_.reset();
-    for (auto& l : listeners_) {
-        l->close();
-    }
+    close_listeners();
     admin_.reset();
+}
+
+core::Result<std::shared_ptr<tls::ServerContext>> Server::make_tls(const config::Listener& spec) {
+    if (!spec.tls) {
+        return std::shared_ptr<tls::ServerContext>();
+    }
+    tls::ServerOptions options;
+    for (const auto& c : spec.tls->certificates) {
+        options.certificates.push_back({c.cert, c.key});
+    }
+    options.tls13_only = spec.tls->min_version == "1.3";
+    options.client_ca = spec.tls->client_ca;
+    auto ctx = tls::ServerContext::create(options);
+    if (!ctx) {
+        return core::Unexpected{ctx.error()};
+    }
+    std::shared_ptr<tls::ServerContext> shared(std::move(*ctx));
+    shared->set_observer(this);
+    return shared;
+}
+
+core::Result<void> Server::bind(Listening& l) {
+    l.listener = std::make_unique<core::TcpListener>(loop_);
+    const Listening* self = &l;
+    auto r = l.listener->listen(l.spec.host, l.spec.port,
+                                [this, self](std::unique_ptr<core::TcpStream> s) {
+                                    on_accept(std::move(s), *self);
+                                });
+    if (!r) {
+        l.listener.reset();
+        return core::fail(core::Code::Io, core::Side::Config,
+                          "cannot listen on " + l.spec.host + ":" + std::to_string(l.spec.port) +
+                              ": " + r.error().context);
+    }
+    core::log(LogLevel::Info, "listening",
+              {{"address", l.listener->local_address()},
+               {"tls", l.tls ? "on" : "off"},
+               {"send_batch", loop_.send_batch() != nullptr ? "io_uring" : "off"}});
+    return {};
+}
+
+void Server::close_listeners() noexcept {
+    for (auto& l : listeners_) {
+        if (l->listener) {
+            l->listener->close();
+        }
+    }
 }
 
 core::Result<void> Server::start() {
     if (auto r = context_.resolve_backends(); !r) {
         return r;
     }
-    for (const auto& listen : context_.config().listen) {
-        tls::ServerContext* tls = nullptr;
-        if (listen.tls) {
-            tls::ServerOptions options;
-            for (const auto& c : listen.tls->certificates) {
-                options.certificates.push_back({c.cert, c.key});
-            }
-            options.tls13_only = listen.tls->min_version == "1.3";
-            options.client_ca = listen.tls->client_ca;
-            auto ctx = tls::ServerContext::create(options);
-            if (!ctx) {
-                return core::Unexpected{ctx.error()};
-            }
-            tls = ctx->get();
-            tls->set_observer(this);
-            tls_contexts_.push_back(std::move(*ctx));
-        }
-        auto listener = std::make_unique<core::TcpListener>(loop_);
-        const std::string scheme = listen.tls ? "https" : "http";
-        auto r = listener->listen(listen.host, listen.port,
-                                  [this, scheme, tls](std::unique_ptr<core::TcpStream> s) {
-                                      on_accept(std::move(s), scheme, tls);
-                                  });
-        if (!r) {
-            for (auto& l : listeners_) {
-                l->close();
-            }
+    for (const auto& spec : context_.config().listen) {
+        auto l = std::make_unique<Listening>();
+        l->spec = spec;
+        auto tls = make_tls(spec);
+        if (!tls) {
+            close_listeners();
             listeners_.clear();
-            return core::fail(core::Code::Io, core::Side::Config,
-                              "cannot listen on " + listen.host + ":" +
-                                  std::to_string(listen.port) + ": " + r.error().context);
+            return core::Unexpected{tls.error()};
         }
-        core::log(LogLevel::Info, "listening",
-                  {{"address", listener->local_address()},
-                   {"tls", tls != nullptr ? "on" : "off"},
-                   {"send_batch", loop_.send_batch() != nullptr ? "io_uring" : "off"}});
-        listeners_.push_back(std::move(listener));
+        l->tls = std::move(*tls);
+        if (auto r = bind(*l); !r) {
+            close_listeners();
+            listeners_.clear();
+            return r;
+        }
+        listeners_.push_back(std::move(l));
     }
     housekeeping_ = std::make_unique<core::Timer>(loop_, [] { core::flush_suppressed_logs(); });
     housekeeping_->unref();
     housekeeping_->start(1000, 1000);
+    admin_spec_ = context_.config().admin;
     if (const auto& admin = context_.config().admin) {
         admin_ = std::make_unique<AdminServer>(context_);
         if (auto r = admin_->start(admin->host, admin->port); !r) {
-            for (auto& l : listeners_) {
-                l->close();
-            }
+            close_listeners();
             listeners_.clear();
             admin_.reset();
             return r;
@@ -79,21 +105,172 @@ core::Result<void> Server::start() {
     return {};
 }
 
+core::Result<void> Server::reload(const std::string& path) {
+    const auto began = std::chrono::steady_clock::now();
+    auto fail = [this](const core::Error& error) {
+        // One line per problem, each `file:line:col: …` as the loader wrote it.
+        std::size_t start = 0;
+        const std::string& text = error.context;
+        while (start <= text.size()) {
+            const std::size_t end = std::min(text.find('\n', start), text.size());
+            if (end > start) {
+                core::log(LogLevel::Error, "reload_failed",
+                          {{"error", std::string_view(text).substr(start, end - start)},
+                           {"detail", "kept the running configuration"}});
+            }
+            start = end + 1;
+        }
+        context_.metrics().inc("wsbridge_reloads_total", {{"result", "error"}});
+        context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 0);
+        return core::Unexpected{error};
+    };
+    if (stopping_) {
+        return fail(core::Error{core::Code::Config, core::Side::Config, "draining: not reloaded"});
+    }
+    auto loaded = config::load_config(path);
+    if (!loaded) {
+        return fail(loaded.error());
+    }
+    auto next = std::make_shared<const config::Config>(std::move(*loaded));
+
+    // Everything that can fail comes before anything changes: new TLS contexts for every TLS
+    // listener (certificate files are read again even when the entry is unchanged) and new
+    // sockets for new entries.
+    std::vector<std::unique_ptr<Listening>> added;
+    std::vector<std::shared_ptr<tls::ServerContext>> contexts;  // one per next->listen entry
+    std::vector<Listening*> kept(next->listen.size(), nullptr);
+    std::size_t certificates = 0;
+    for (std::size_t i = 0; i < next->listen.size(); ++i) {
+        const auto& spec = next->listen[i];
+        auto tls = make_tls(spec);
+        if (!tls) {
+            return fail(tls.error());
+        }
+        certificates += spec.tls ? spec.tls->certificates.size() : 0;
+        contexts.push_back(std::move(*tls));
+        for (auto& l : listeners_) {
+            // The same socket serves the entry when host and port are as configured before
+            // (port 0 entries pair up in order); only its TLS context changes.
+            if (l->listener && l->spec.host == spec.host && l->spec.port == spec.port &&
+                std::find(kept.begin(), kept.end(), l.get()) == kept.end()) {
+                kept[i] = l.get();
+                break;
+            }
+        }
+        if (kept[i] == nullptr) {
+            auto l = std::make_unique<Listening>();
+            l->spec = spec;
+            l->tls = contexts.back();
+            if (auto r = bind(*l); !r) {
+                for (auto& a : added) {
+                    a->listener->close();
+                }
+                return fail(r.error());
+            }
+            added.push_back(std::move(l));
+        }
+    }
+    auto summary = context_.reload(next);
+    if (!summary) {
+        for (auto& a : added) {
+            a->listener->close();
+        }
+        return fail(summary.error());
+    }
+
+    // Commit: kept listeners take their new spec and TLS context; the others stop accepting
+    // (their connections are owned by the context and go on).
+    std::vector<std::unique_ptr<Listening>> next_listeners;
+    std::size_t removed = 0;
+    for (auto& l : listeners_) {
+        Listening* raw = l.get();
+        const auto it = std::find(kept.begin(), kept.end(), raw);
+        if (it == kept.end()) {
+            if (l->listener) {
+                core::log(LogLevel::Info, "listener_closed",
+                          {{"address", l->listener->local_address()}, {"reason", "reload"}});
+                l->listener->close();
+                ++removed;
+            }
+            continue;  // destroyed with the old list below; its connections live on
+        }
+        const auto i = static_cast<std::size_t>(it - kept.begin());
+        l->spec = next->listen[i];
+        l->tls = contexts[i];
+        next_listeners.push_back(std::move(l));
+    }
+    const std::size_t added_count = added.size();
+    for (auto& a : added) {
+        next_listeners.push_back(std::move(a));
+    }
+    listeners_ = std::move(next_listeners);
+
+    // The admin listener follows its entry.
+    const auto& admin = next->admin;
+    const bool admin_same = admin_ && admin && admin_spec_ && admin_spec_->host == admin->host &&
+                            admin_spec_->port == admin->port && admin->port != 0;
+    if (!admin_same && (admin_ || admin)) {
+        if (admin_) {
+            admin_.reset();
+        }
+        if (admin) {
+            auto a = std::make_unique<AdminServer>(context_);
+            if (auto r = a->start(admin->host, admin->port); !r) {
+                core::log(LogLevel::Error, "admin_not_started", {{"reason", r.error().context}});
+            } else {
+                admin_ = std::move(a);
+            }
+        }
+    }
+    admin_spec_ = admin;
+
+    // Route lists name at most 20 paths, then how many more: a line stays a line.
+    auto join = [](const std::vector<std::string>& v) {
+        constexpr std::size_t kNamed = 20;
+        std::string out;
+        for (std::size_t i = 0; i < v.size() && i < kNamed; ++i) {
+            out.append(i == 0 ? "" : ",").append(v[i]);
+        }
+        if (v.size() > kNamed) {
+            out.append(",+").append(std::to_string(v.size() - kNamed));
+        }
+        return out;
+    };
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - began);
+    context_.metrics().inc("wsbridge_reloads_total", {{"result", "ok"}});
+    context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 1);
+    core::log(LogLevel::Info, "reloaded",
+              {{"config", path},
+               {"routes", next->routes.size()},
+               {"routes_added", join(summary->routes_added)},
+               {"routes_removed", join(summary->routes_removed)},
+               {"routes_changed", join(summary->routes_changed)},
+               {"listeners", listeners_.size()},
+               {"listeners_added", added_count},
+               {"listeners_removed", removed},
+               {"certificates", certificates},
+               {"took_us", static_cast<std::uint64_t>(took.count())}});
+    return {};
+}
+
 std::vector<std::string> Server::addresses() const {
     std::vector<std::string> out;
     for (const auto& l : listeners_) {
-        out.push_back(l->local_address());
+        if (l->listener) {
+            out.push_back(l->listener->local_address());
+        }
     }
     return out;
 }
 
-void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme,
-                       tls::ServerContext* tls) {
-    if (tls != nullptr) {
+void Server::on_accept(std::unique_ptr<core::TcpStream> stream, const Listening& l) {
+    if (l.tls) {
         // TLS runs inside the stream: everything above it reads and writes plain bytes. The
         // handshake counts against header_timeout like the request head it carries.
-        stream->set_transform(tls->new_transform());
+        stream->set_transform(l.tls->new_transform());
     }
+    const std::string scheme = l.tls ? "https" : "http";
     std::string address = stream->peer_address();
     std::string ip = core::ip_of(address);
     if (stopping_ || !context_.admit_client(ip)) {
@@ -141,9 +318,7 @@ void Server::stop(bool going_away) {
     }
     stopping_ = true;
     context_.set_draining();
-    for (auto& l : listeners_) {
-        l->close();
-    }
+    close_listeners();
     if (admin_) {
         admin_->stop();
     }

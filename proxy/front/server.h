@@ -3,6 +3,7 @@
 // connection caps, and starts an HttpConnection for each. Owns the graceful shutdown.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,12 @@ class Server final : private tls::HandshakeObserver {
     /// Stops accepting, asks every connection to close (1001 when `going_away`) and arms a
     /// deadline (drain_timeout) after which the rest is aborted. Idempotent.
     void stop(bool going_away);
+    /// Reload in place (SIGHUP): reads `path`; on any error keeps the running config, logs
+    /// each problem (`reload_failed`) and returns it. Otherwise new requests get the new
+    /// routes, limits and certificates at once, listeners added are bound and those removed
+    /// stop accepting (their connections stay), and every live relay and session keeps the
+    /// snapshot it started with. Logs `reloaded` with what changed.
+    core::Result<void> reload(const std::string& path);
 
     /// Bound addresses, in config order ("127.0.0.1:43210").
     std::vector<std::string> addresses() const;
@@ -39,15 +46,25 @@ class Server final : private tls::HandshakeObserver {
     // tls::HandshakeObserver (client hop): metrics and a rate-limited log line.
     void on_handshake_done(std::string_view version, bool resumed) override;
     void on_handshake_failed(std::string_view reason, std::string_view detail) override;
-    /// `tls` is the listener's TLS context, or null for a plain listener.
-    void on_accept(std::unique_ptr<core::TcpStream> stream, const std::string& scheme,
-                   tls::ServerContext* tls);
+    /// One `listen` entry and its socket. Its TLS context is looked up at each accept, so a
+    /// reload that replaces it serves the new certificates to the next connection.
+    struct Listening {
+        config::Listener spec;  ///< as configured (port 0 stays 0)
+        std::unique_ptr<core::TcpListener> listener;
+        std::shared_ptr<tls::ServerContext> tls;  ///< null for a plain listener
+    };
+    /// Builds the TLS context of a listen entry (null without `tls`).
+    core::Result<std::shared_ptr<tls::ServerContext>> make_tls(const config::Listener& spec);
+    /// Binds `l->spec` and starts accepting into on_accept.
+    core::Result<void> bind(Listening& l);
+    void on_accept(std::unique_ptr<core::TcpStream> stream, const Listening& l);
+    void close_listeners() noexcept;
 
     core::Loop& loop_;
     Context context_;
-    std::vector<std::unique_ptr<core::TcpListener>> listeners_;
-    std::vector<std::unique_ptr<tls::ServerContext>> tls_contexts_;  ///< one per TLS listener
+    std::vector<std::unique_ptr<Listening>> listeners_;
     std::unique_ptr<AdminServer> admin_;
+    std::optional<config::Admin> admin_spec_;  ///< the entry admin_ was started for
     std::unique_ptr<core::Timer> drain_timer_;
     std::unique_ptr<core::Timer> housekeeping_;  ///< 1 s: suppressed-log summaries
     bool stopping_ = false;

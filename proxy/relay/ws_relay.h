@@ -131,9 +131,10 @@ class WsRelay final : public Closable,
     void finish(std::uint16_t code, std::string_view reason, std::string_view by);
 
     Context& context_;
+    /// The route as it was when this started: reloads leave it alone (it keeps its config).
+    std::shared_ptr<const RouteRuntime> snapshot_;
     const RouteRuntime& route_;
     const config::RouteLimits& limits_;
-    std::shared_ptr<const config::Config> config_;  ///< keeps route_ alive across reloads
     std::unique_ptr<core::TcpStream> client_;
     ClientSlot slot_;
     ws::ClientHandshake handshake_;

@@ -31,9 +31,9 @@ std::string make_session_id(std::string_view instance) {
 
 Session::Session(Context& context, const RouteRuntime& route, std::string id)
     : context_(context),
-      route_(route),
+      snapshot_(route.shared_from_this()),
+      route_(*snapshot_),
       limits_(route.route->limits),
-      config_(context.config_ptr()),
       id_(std::move(id)),
       replay_(route.route->limits.replay_buffer, route.route->limits.replay_messages),
       rate_(route.route->limits.rate, context.loop().now()) {
@@ -43,7 +43,7 @@ Session::Session(Context& context, const RouteRuntime& route, std::string id)
     pause_messages_ = std::max<std::uint64_t>(1, limits_.replay_messages / 2);
     started_at_ = context_.loop().now();
     context_.add_session(id_, this);
-    context_.count_route_session(route_.route, +1);
+    context_.count_route_session(route_.route->path, +1);
     context_.metrics().gauge_add("wsbridge_sessions", 1);
 }
 
@@ -415,7 +415,7 @@ void Session::end(std::string_view why) {
     }
     ended_ = true;
     context_.remove_session(id_);
-    context_.count_route_session(route_.route, -1);
+    context_.count_route_session(route_.route->path, -1);
     resume_timer_.reset();
     tick_timer_.reset();
     if (transport_ != nullptr) {

@@ -134,9 +134,10 @@ class Session final : public Closable,
     void finish(std::string_view why);
 
     Context& context_;
+    /// The route as it was when this started: reloads leave it alone (it keeps its config).
+    std::shared_ptr<const RouteRuntime> snapshot_;
     const RouteRuntime& route_;
     const config::RouteLimits& limits_;
-    std::shared_ptr<const config::Config> config_;
     std::string id_;
     std::string protocol_;                 ///< subprotocol the backend selected
     std::string client_ip_;

@@ -172,7 +172,7 @@ HttpConnection::Next HttpConnection::open_session(const RouteRuntime& route, int
     const http::Request& request = parser_.request();
     // A refused upgrade never leaves a reusable connection behind (SPEC §2).
     const bool close = !request.keep_alive || kind == kOpenWs;
-    if (context_.route_sessions(route.route) >= route.route->limits.max_sessions) {
+    if (context_.route_sessions(route.route->path) >= route.route->limits.max_sessions) {
         respond_error(503, "overloaded", "Too many sessions on this route; retry later.",
                       close, "session cap reached", {{"Retry-After", "1"}});
         return close ? Next::Stop : Next::Continue;
@@ -262,7 +262,7 @@ HttpConnection::Next HttpConnection::handle_sse(const RouteRuntime& route) {
         return open_session(route, kOpenSse, {});
     }
     Session* session = id ? context_.find_session(id->session) : nullptr;
-    if (session == nullptr || session->route().route != route.route) {
+    if (session == nullptr || session->route().route->path != route.route->path) {
         // Expired, unknown or forged: a fresh session, announced by an explicit reset.
         context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "sse"}});
         return open_session(route, kOpenSse, id ? "unknown session" : "invalid Last-Event-ID");
@@ -344,7 +344,7 @@ HttpConnection::Next HttpConnection::handle_poll(const RouteRuntime& route,
         ack = *v;
     }
     Session* session = context_.find_session(session_id);
-    if (session == nullptr || session->route().route != route.route) {
+    if (session == nullptr || session->route().route->path != route.route->path) {
         context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "longpoll"}});
         return open_session(route, kOpenPollReset, "unknown session");
     }
@@ -406,7 +406,7 @@ HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
         return close ? Next::Stop : Next::Continue;
     };
     Session* session = context_.find_session(session_id);
-    if (session == nullptr || session->route().route != route.route) {
+    if (session == nullptr || session->route().route->path != route.route->path) {
         return reject(404, "unknown_session", "No such session (expired or never opened).");
     }
     if (request.method == "DELETE") {
@@ -532,7 +532,7 @@ HttpConnection::Next HttpConnection::handle_ws_session(const RouteRuntime& route
         return open_session(route, kOpenWs, {});
     }
     Session* session = context_.find_session(*session_id);
-    if (session == nullptr || session->route().route != route.route) {
+    if (session == nullptr || session->route().route->path != route.route->path) {
         context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "ws_session"}});
         return open_session(route, kOpenWs, "unknown session");
     }
@@ -663,7 +663,7 @@ HttpConnection::Next HttpConnection::handle_mux_sse(const RouteRuntime& route) {
     std::vector<std::pair<Session*, transports::mux::MuxSseTransport::Member*>> attach;
     for (auto& p : *positions) {
         Session* session = context_.find_session(p.session);
-        if (session == nullptr || session->route().route != route.route) {
+        if (session == nullptr || session->route().route->path != route.route->path) {
             context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "mux_sse"}});
             mux.add(nullptr, std::move(p.session), 0, "unknown session");
             continue;
@@ -703,7 +703,7 @@ HttpConnection::Next HttpConnection::handle_mux_poll(const RouteRuntime& route) 
     std::vector<std::pair<Session*, transports::mux::MuxPollTransport::Member*>> attach;
     for (auto& p : *positions) {
         Session* session = context_.find_session(p.session);
-        if (session == nullptr || session->route().route != route.route) {
+        if (session == nullptr || session->route().route->path != route.route->path) {
             context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "mux_longpoll"}});
             mux_poll_->add(nullptr, std::move(p.session), 0, "unknown session");
             continue;
@@ -742,7 +742,7 @@ HttpConnection::Next HttpConnection::handle_mux_send(const RouteRuntime& route) 
         transports::mux::SendResult r;
         r.session = e.session;
         Session* session = context_.find_session(e.session);
-        if (session == nullptr || session->route().route != route.route) {
+        if (session == nullptr || session->route().route->path != route.route->path) {
             r.error = "unknown_session";
             results.push_back(r);
             continue;

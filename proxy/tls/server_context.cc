@@ -173,7 +173,9 @@ std::unique_ptr<core::StreamTransform> ServerContext::new_transform() {
         return nullptr;
     }
     SSL_set_accept_state(ssl);
-    return std::make_unique<Transform>(ssl, observer_);
+    auto transform = std::make_unique<Transform>(ssl, observer_);
+    transform->hold(weak_from_this().lock());
+    return transform;
 }
 
 } // namespace proxy::tls

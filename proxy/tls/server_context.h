@@ -53,9 +53,9 @@ class HandshakeObserver {
     virtual void on_handshake_failed(std::string_view reason, std::string_view detail) = 0;
 };
 
-/// One listener's TLS context. Lives as long as the listener; transforms it made hold no
-/// pointer to it beyond the stats, which outlive them (the Server keeps contexts to the end).
-class ServerContext {
+/// One listener's TLS context. A reload replaces it for new connections; held by a shared_ptr,
+/// it lives on until the last transform it made (which holds it) is gone.
+class ServerContext : public std::enable_shared_from_this<ServerContext> {
   public:
     /// Builds the context: loads and checks the certificate chain and key. Fails with
     /// Code::Config and OpenSSL's reason (file names included).

@@ -76,6 +76,10 @@ class Transform final : public core::StreamTransform {
     /// True once OpenSSL handed the connection over to the RecordLayer.
     bool handed_over() const noexcept { return records_ != nullptr; }
 
+    /// Keeps `owner` (the ServerContext that made this transform, whose SNI callback may still
+    /// run) alive as long as the transform, across reloads that replace it.
+    void hold(std::shared_ptr<const void> owner) noexcept { owner_ = std::move(owner); }
+
     // OpenSSL's callbacks (keylog and message callbacks of the server contexts).
     void on_keylog(std::string_view line) noexcept;
     void on_handshake_message() noexcept;
@@ -108,6 +112,7 @@ class Transform final : public core::StreamTransform {
 
     ssl_st* ssl_; ///< null after the handover
     HandshakeObserver* observer_;
+    std::shared_ptr<const void> owner_; ///< see hold(); released after ssl_ in ~Transform
     std::unique_ptr<Handover> handover_;
     std::unique_ptr<RecordLayer> records_;
     WireIo io_;       ///< what the BIO reads and writes during one call
