@@ -48,8 +48,10 @@ constexpr std::size_t kMaxStored = 10'000;
 constexpr std::uint64_t kU32 = std::numeric_limits<std::uint32_t>::max();
 constexpr std::uint64_t kU64 = std::numeric_limits<std::uint64_t>::max();
 
-constexpr std::array<std::string_view, 6> kTopKeys{"instance", "listen", "admin",
-                                                   "limits", "drain_timeout", "routes"};
+constexpr std::array<std::string_view, 8> kTopKeys{"instance", "listen",        "admin",
+                                                   "limits",   "drain_timeout", "drain_delay",
+                                                   "log",      "routes"};
+constexpr std::array<std::string_view, 2> kLogKeys{"format", "level"};
 constexpr std::array<std::string_view, 2> kListenKeys{"address", "tls"};
 constexpr std::array<std::string_view, 5> kTlsKeys{"cert", "key", "certificates", "min_version",
                                                    "client_ca"};
@@ -332,6 +334,7 @@ class Loader {
 
     void parse_listen(const Field& field, Config& config);
     void parse_admin(const Field& field, Config& config);
+    void parse_log(const Field& field, Log& log);
     void parse_limits(const Field& field, Limits& limits, SetKeys& set);
     bool parse_route_limit(const std::string& name, const Field& field, RouteLimits& limits,
                            SetKeys& set);
@@ -630,6 +633,12 @@ Config Loader::run(const YAML::Node& root) {
             if (const auto value = duration_of(field, Duration{0})) {
                 config.drain_timeout = *value;
             }
+        } else if (name == "drain_delay") {
+            if (const auto value = duration_of(field, Duration{0})) {
+                config.drain_delay = *value;
+            }
+        } else if (name == "log") {
+            parse_log(field, config.log);
         } else if (name == "routes") {
             parse_routes(field, config);
         }
@@ -771,6 +780,26 @@ void Loader::check_addresses(const Config& config) {
                                       " conflicts with " + show_address(a.host, a.port) + " (" +
                                       listen_fields_[i].path + ")");
             break;
+        }
+    }
+}
+
+void Loader::parse_log(const Field& field, Log& log) {
+    for (const auto& [name, value] : entries(field, kLogKeys)) {
+        const auto text = string_of(value);
+        if (!text) {
+            continue;
+        }
+        if (name == "format") {
+            if (*text == "logfmt" || *text == "json") {
+                log.format = *text;
+            } else {
+                report(value, "must be logfmt or json (got " + quote(*text) + ")");
+            }
+        } else if (*text == "debug" || *text == "info" || *text == "warn" || *text == "error") {
+            log.level = *text;
+        } else {
+            report(value, "must be debug, info, warn or error (got " + quote(*text) + ")");
         }
     }
 }

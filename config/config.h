@@ -146,6 +146,15 @@ struct Route {
     bool operator==(const Route&) const = default;
 };
 
+/// Logging (`log: {format, level}`): one logfmt or JSON line per event on stderr.
+struct Log {
+    std::string format = "logfmt";  ///< "logfmt" or "json"
+    std::string level;              ///< "debug", "info", "warn", "error"; "" keeps the default
+                                    ///< (WSBRIDGE_LOG_LEVEL, else info)
+
+    bool operator==(const Log&) const = default;
+};
+
 /// The whole file. Shared immutably (`std::shared_ptr<const Config>`) once loaded.
 struct Config {
     std::string source;                      ///< file name the config came from
@@ -153,7 +162,10 @@ struct Config {
     std::vector<Listener> listen;            ///< at least one
     std::optional<Admin> admin;              ///< absent: no admin listener
     Limits limits;
-    Duration drain_timeout{10'000};          ///< SIGTERM drain spread
+    Duration drain_timeout{10'000};          ///< SIGTERM: closes spread over this long
+    Duration drain_delay{0};                 ///< SIGTERM: /readyz 503 this long before the
+                                             ///< listeners close (load balancers notice)
+    Log log;
     std::vector<Route> routes;               ///< at least one
 };
 

@@ -3,6 +3,7 @@
 #include "proxy/core/log.h"
 #include "proxy/session/session.h"
 
+#include <unordered_set>
 #include <vector>
 
 #include "proxy/core/signal.h"
@@ -162,6 +163,32 @@ void Context::shutdown_all(bool going_away) {
             c->shutdown(going_away);
         }
     }
+}
+
+std::vector<Closable*> Context::drain_list() const {
+    std::vector<Closable*> all;
+    std::unordered_set<const Closable*> seen;
+    all.reserve(sessions_.size() + live_.size());
+    for (const auto& [id, session] : sessions_) {
+        if (seen.insert(session).second) {
+            all.push_back(session);
+        }
+    }
+    for (const auto& [key, live] : live_) {
+        if (live.closable != nullptr && live.closable->drained() &&
+            seen.insert(live.closable).second) {
+            all.push_back(live.closable);
+        }
+    }
+    return all;
+}
+
+std::size_t Context::drain_remaining() const {
+    std::size_t n = 0;
+    for (const auto& [key, live] : live_) {
+        n += live.closable != nullptr && live.closable->drained() ? 1 : 0;
+    }
+    return n;
 }
 
 Session* Context::find_session(std::string_view id) const {

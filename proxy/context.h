@@ -26,6 +26,9 @@ class Closable : public core::DeferredDeletable {
   public:
     /// Starts closing: `going_away` sends close 1001 / ends streams politely; otherwise abort.
     virtual void shutdown(bool going_away) = 0;
+    /// False for what a drain leaves to the end (the admin port's connections: /readyz keeps
+    /// answering 503 while clients are closed).
+    virtual bool drained() const noexcept { return true; }
 };
 
 /// A route plus what was resolved for it at load time: an immutable snapshot. A relay or a
@@ -96,6 +99,14 @@ class Context final : private tls::HandshakeObserver {
     std::size_t live_count() const noexcept { return live_.size(); }
     /// Asks every live Closable to shut down (each retires itself, now or later).
     void shutdown_all(bool going_away);
+    /// The live Closables a drain closes, sessions first (shutdown_all's order).
+    std::vector<Closable*> drain_list() const;
+    /// True while `c` is live (adopted and not retired).
+    bool is_live(const Closable* c) const {
+        return live_.count(const_cast<Closable*>(c)) != 0;
+    }
+    /// Live Closables a drain still has to close.
+    std::size_t drain_remaining() const;
 
     /// Admission control for client connections (SPEC §5): returns false when the global or
     /// per-IP cap is reached. On true, release_client(ip) must be called exactly once later.

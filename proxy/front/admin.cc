@@ -24,6 +24,8 @@ class AdminConnection final : public Closable, private core::StreamHandler {
         stream_->start_read();
     }
 
+    bool drained() const noexcept override { return false; }
+
     void shutdown(bool /*going_away*/) override {
         if (done_) {
             return;

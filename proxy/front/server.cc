@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "proxy/front/client_slot.h"
 #include "proxy/core/log.h"
@@ -314,22 +315,93 @@ void Server::on_handshake_failed(std::string_view reason, std::string_view detai
 
 void Server::stop(bool going_away) {
     if (stopping_) {
+        // A second SIGTERM: everything ends now.
+        drain_tick_.reset();
+        drain_timer_.reset();
+        context_.shutdown_all(false);
+        loop_.stop();
         return;
     }
     stopping_ = true;
-    context_.set_draining();
-    close_listeners();
-    if (admin_) {
-        admin_->stop();
-    }
-    context_.shutdown_all(going_away);
-    const auto deadline = static_cast<std::uint64_t>(context_.config().drain_timeout.count());
-    drain_timer_ = std::make_unique<core::Timer>(loop_, [this] {
+    context_.set_draining();  // /readyz answers 503 and new requests get 503 from now on
+    if (!going_away) {
+        close_listeners();
+        admin_.reset();
         context_.shutdown_all(false);
         loop_.stop();
+        return;
+    }
+    const auto& config = context_.config();
+    const auto delay = static_cast<std::uint64_t>(config.drain_delay.count());
+    const auto timeout = static_cast<std::uint64_t>(config.drain_timeout.count());
+    core::log(LogLevel::Info, "draining",
+              {{"drain_delay_ms", delay},
+               {"drain_timeout_ms", timeout},
+               {"connections", context_.drain_remaining()},
+               {"sessions", context_.session_count()}});
+    context_.metrics().gauge_set("wsbridge_draining", 1);
+    // The deadline covers the delay and the spread: whatever is left then is aborted.
+    drain_timer_ = std::make_unique<core::Timer>(loop_, [this] {
+        core::log(LogLevel::Info, "drain_deadline", {{"aborted", context_.drain_remaining()}});
+        drain_tick_.reset();
+        drain_timer_->stop();
+        context_.shutdown_all(false);
+        admin_.reset();
+        loop_.stop();
     });
-    drain_timer_->unref();
-    drain_timer_->start(deadline);
+    drain_timer_->start(delay + timeout);
+    drain_tick_ = std::make_unique<core::Timer>(loop_, [this] { drain_step(); });
+    if (delay > 0) {
+        drain_tick_->start(delay);  // load balancers see /readyz 503 meanwhile
+    } else {
+        drain_step();
+    }
+}
+
+void Server::drain_step() {
+    constexpr std::uint64_t kTickMs = 50;
+    if (!drain_started_) {
+        drain_started_ = true;
+        close_listeners();
+        drain_list_ = context_.drain_list();
+        drain_closed_ = 0;
+        drain_began_ = loop_.now();
+        // Closes are spread over 90 % of drain_timeout, so the last ones still have time for
+        // their close handshakes before the deadline.
+        drain_span_ = static_cast<std::uint64_t>(context_.config().drain_timeout.count()) * 9 / 10;
+        drain_tick_->start(kTickMs, kTickMs);
+    }
+    const std::uint64_t elapsed = loop_.now() - drain_began_;
+    const std::size_t n = drain_list_.size();
+    const std::size_t due =
+        drain_span_ == 0 || elapsed >= drain_span_
+            ? n
+            : static_cast<std::size_t>(std::ceil(static_cast<double>(n) *
+                                                 static_cast<double>(elapsed) /
+                                                 static_cast<double>(drain_span_)));
+    for (; drain_closed_ < due && drain_closed_ < n; ++drain_closed_) {
+        Closable* c = drain_list_[drain_closed_];
+        if (context_.is_live(c)) {
+            c->shutdown(true);
+        }
+    }
+    if (drain_closed_ < n) {
+        return;
+    }
+    if (elapsed >= drain_span_) {
+        // Anything that went live during the spread (or is still closing) is asked again.
+        for (Closable* c : context_.drain_list()) {
+            c->shutdown(true);
+        }
+    }
+    if (context_.drain_remaining() == 0) {
+        core::log(LogLevel::Info, "drained", {{"took_ms", loop_.now() - drain_began_}});
+        drain_tick_->stop();  // not reset: this runs inside its callback
+        drain_timer_.reset();
+        admin_.reset();
+        context_.shutdown_all(false);
+        loop_.stop();
+    }
 }
 
 } // namespace proxy

@@ -59,13 +59,22 @@ class Server final : private tls::HandshakeObserver {
     core::Result<void> bind(Listening& l);
     void on_accept(std::unique_ptr<core::TcpStream> stream, const Listening& l);
     void close_listeners() noexcept;
+    /// One step of a drain: closes the listeners at its first call, then the clients due by
+    /// now (spread evenly over drain_timeout); stops the loop once none is left.
+    void drain_step();
 
     core::Loop& loop_;
     Context context_;
     std::vector<std::unique_ptr<Listening>> listeners_;
     std::unique_ptr<AdminServer> admin_;
     std::optional<config::Admin> admin_spec_;  ///< the entry admin_ was started for
-    std::unique_ptr<core::Timer> drain_timer_;
+    std::unique_ptr<core::Timer> drain_timer_;  ///< the drain's deadline
+    std::unique_ptr<core::Timer> drain_tick_;   ///< drain_delay, then every 50 ms
+    std::vector<Closable*> drain_list_;         ///< what the spread closes, in order
+    std::size_t drain_closed_ = 0;
+    std::uint64_t drain_began_ = 0;
+    std::uint64_t drain_span_ = 0;
+    bool drain_started_ = false;
     std::unique_ptr<core::Timer> housekeeping_;  ///< 1 s: suppressed-log summaries
     bool stopping_ = false;
 };

@@ -341,7 +341,7 @@ TEST_CASE("error: empty file, wrong root, several documents") {
           "bad.yaml:1:1: the configuration is empty; it needs at least listen and routes");
     CHECK(errors_of("- a\n- b\n") ==
           "bad.yaml:1:1: expected a map with keys (instance, listen, admin, limits, "
-          "drain_timeout, routes), got a list");
+          "drain_timeout, drain_delay, log, routes), got a list");
     CHECK(errors_of(with_route("---\nlisten: []\n")) ==
           "bad.yaml:6:1: only one YAML document is allowed per file");
 }
@@ -365,7 +365,7 @@ TEST_CASE("error: unknown keys, with the allowed ones and a hint") {
           "messages_per_second, burst");
     CHECK(errors_of("color: blue\n" + with_route("")) ==
           "bad.yaml:1:1: color: unknown key; allowed: instance, listen, admin, limits, "
-          "drain_timeout, routes");
+          "drain_timeout, drain_delay, log, routes");
     CHECK(errors_of(with_route("limits: {max_conections: 5}\n")) ==
           "bad.yaml:6:10: limits.max_conections: unknown key; did you mean "
           "\"max_connections\"? allowed: max_connections, max_connections_per_ip, "
@@ -381,7 +381,7 @@ TEST_CASE("regression: control characters from the file stay on their error line
     // per line).
     CHECK(errors_of("\"col\\nor\\x7f\": blue\n" + with_route("")) ==
           "bad.yaml:1:1: col?or?: unknown key; allowed: instance, listen, admin, limits, "
-          "drain_timeout, routes");
+          "drain_timeout, drain_delay, log, routes");
     // The same for text from the file quoted in a reason.
     CHECK(errors_of(with_route("    origins: [\"https://a/x\\ny\"]\n")) ==
           "bad.yaml:6:15: routes[0].origins[0]: invalid origin \"https://a/x?y\": an origin has "
