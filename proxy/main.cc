@@ -60,8 +60,6 @@ int run(const std::string& path) {
                              {{"reason", r.error().context}});
             return 1;
         }
-        proxy::core::log(proxy::core::LogLevel::Info, "started",
-                         {{"version", WSBRIDGE_VERSION}, {"config", path}});
         auto on_stop = [&server](const char* name) {
             proxy::core::log(proxy::core::LogLevel::Info, "stopping", {{"signal", name}});
             server.stop(true);
@@ -69,6 +67,9 @@ int run(const std::string& path) {
         proxy::core::SignalWatcher sigint(loop, SIGINT, [&] { on_stop("SIGINT"); });
         proxy::core::SignalWatcher sigterm(loop, SIGTERM, [&] { on_stop("SIGTERM"); });
         proxy::core::SignalWatcher sighup(loop, SIGHUP, [&] { (void)server.reload(path); });
+        // Only now: a script that signals on this line finds the handlers in place.
+        proxy::core::log(proxy::core::LogLevel::Info, "started",
+                         {{"version", WSBRIDGE_VERSION}, {"config", path}});
         proxy::core::HeapTrimmer heap_trimmer(loop, kHeapTrimIntervalMs);
         loop.run();
         server.context().shutdown_all(false);

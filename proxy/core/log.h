@@ -1,7 +1,7 @@
 #pragma once
-// Structured logging: one logfmt line per event on stderr
-// (`ts=… level=info event=ws_closed client=… route=/chat …`), so operators can grep and
-// ship it, and tests can parse it. Not thread-safe across loops yet (one loop per process).
+// Structured logging: one line per event on stderr, logfmt
+// (`ts=… level=info event=ws_closed client=… route=/chat …`) or JSON, so operators can grep
+// and ship it, and tests can parse it. Not thread-safe across loops yet (one loop per process).
 
 #include <cstdint>
 #include <initializer_list>
@@ -18,17 +18,24 @@ enum class LogLevel : std::uint8_t { Debug, Info, Warn, Error };
 struct LogField {
     std::string_view key;
     std::string value;
+    bool numeric = false;  ///< written as a JSON number in the JSON format
     LogField(std::string_view k, std::string_view v) : key(k), value(v) {}
     LogField(std::string_view k, const char* v) : key(k), value(v) {}
     LogField(std::string_view k, const std::string& v) : key(k), value(v) {}
-    LogField(std::string_view k, std::uint64_t v) : key(k), value(std::to_string(v)) {}
-    LogField(std::string_view k, std::int64_t v) : key(k), value(std::to_string(v)) {}
-    LogField(std::string_view k, unsigned v) : key(k), value(std::to_string(v)) {}
-    LogField(std::string_view k, int v) : key(k), value(std::to_string(v)) {}
+    LogField(std::string_view k, std::uint64_t v) : key(k), value(std::to_string(v)), numeric(true) {}
+    LogField(std::string_view k, std::int64_t v) : key(k), value(std::to_string(v)), numeric(true) {}
+    LogField(std::string_view k, unsigned v) : key(k), value(std::to_string(v)), numeric(true) {}
+    LogField(std::string_view k, int v) : key(k), value(std::to_string(v)), numeric(true) {}
 };
+
+/// Line format (`log.format` in the config): logfmt (default) or one JSON object per line,
+/// `{"ts":…,"level":…,"event":…,<fields>}`, numbers as numbers, for log shippers.
+enum class LogFormat : std::uint8_t { Logfmt, Json };
 
 /// Sets the minimum level written (default Info; WSBRIDGE_LOG_LEVEL=debug|info|warn|error).
 void set_log_level(LogLevel level) noexcept;
+/// Sets the line format (default logfmt).
+void set_log_format(LogFormat format) noexcept;
 /// True when lines of `level` are written.
 bool log_enabled(LogLevel level) noexcept;
 /// Writes one line: `ts=<RFC 3339 UTC> level=<level> event=<event> <fields…>`.

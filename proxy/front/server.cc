@@ -22,6 +22,24 @@ Server::~Server() {
     admin_.reset();
 }
 
+namespace {
+
+/// `log:` of the config: its format, and its level when set (else WSBRIDGE_LOG_LEVEL / info).
+void apply_log_settings(const config::Log& log) {
+    core::set_log_format(log.format == "json" ? core::LogFormat::Json : core::LogFormat::Logfmt);
+    if (log.level == "debug") {
+        core::set_log_level(LogLevel::Debug);
+    } else if (log.level == "info") {
+        core::set_log_level(LogLevel::Info);
+    } else if (log.level == "warn") {
+        core::set_log_level(LogLevel::Warn);
+    } else if (log.level == "error") {
+        core::set_log_level(LogLevel::Error);
+    }
+}
+
+} // namespace
+
 core::Result<std::shared_ptr<tls::ServerContext>> Server::make_tls(const config::Listener& spec) {
     if (!spec.tls) {
         return std::shared_ptr<tls::ServerContext>();
@@ -70,6 +88,7 @@ void Server::close_listeners() noexcept {
 }
 
 core::Result<void> Server::start() {
+    apply_log_settings(context_.config().log);
     if (auto r = context_.resolve_backends(); !r) {
         return r;
     }
@@ -90,6 +109,7 @@ core::Result<void> Server::start() {
         }
         listeners_.push_back(std::move(l));
     }
+    context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 1);
     housekeeping_ = std::make_unique<core::Timer>(loop_, [] { core::flush_suppressed_logs(); });
     housekeeping_->unref();
     housekeeping_->start(1000, 1000);
@@ -179,6 +199,7 @@ core::Result<void> Server::reload(const std::string& path) {
         return fail(summary.error());
     }
 
+    apply_log_settings(next->log);
     // Commit: kept listeners take their new spec and TLS context; the others stop accepting
     // (their connections are owned by the context and go on).
     std::vector<std::unique_ptr<Listening>> next_listeners;

@@ -2,6 +2,7 @@
 // open/poll, POST, DELETE and CORS preflights. Kept apart from http_connection.cc, which does
 // parsing, limits and the WebSocket hand-over.
 
+#include <algorithm>
 #include <charconv>
 
 #include "proxy/core/log.h"
@@ -440,7 +441,8 @@ HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
     if (!seq || *seq == 0) {
         return reject(400, "bad_request", "seq must be a decimal number starting at 1.");
     }
-    const auto& limits = route.route->limits;
+    // The session's own limits, as it started: a reload since leaves them alone.
+    const auto& limits = session->route().route->limits;
     if (request.body.size() > limits.max_post_body) {
         return reject(413, "payload_too_large", "The body is larger than max_post_body.");
     }
@@ -483,7 +485,7 @@ HttpConnection::Next HttpConnection::handle_send(const RouteRuntime& route,
     case SendOutcome::Kind::OverBurst:
         return reject(413, "payload_too_large",
                       "A POST may carry at most the route's rate burst (" +
-                          std::to_string(route.route->limits.rate.burst) +
+                          std::to_string(limits.rate.burst) +
                           ") of new messages; send the rest from next_seq.");
     case SendOutcome::Kind::Busy:
         return reject(429, "busy", "The backend is not keeping up; retry later.",
@@ -728,7 +730,9 @@ HttpConnection::Next HttpConnection::handle_mux_send(const RouteRuntime& route) 
                       "payload_too_large", cors);
         return close ? Next::Stop : Next::Continue;
     }
-    auto entries = transports::mux::parse_send(request.body, limits.max_message, 10'000);
+    // Each message is held to its own session's max_message below (sessions keep the limits
+    // they started with across reloads); the body as a whole is bounded by max_post_body.
+    auto entries = transports::mux::parse_send(request.body, limits.max_post_body, 10'000);
     if (!entries) {
         const bool big = entries.error().code == Code::PayloadTooLarge;
         respond_error(big ? 413 : 400, big ? "payload_too_large" : "bad_request",
@@ -744,6 +748,13 @@ HttpConnection::Next HttpConnection::handle_mux_send(const RouteRuntime& route) 
         Session* session = context_.find_session(e.session);
         if (session == nullptr || session->route().route->path != route.route->path) {
             r.error = "unknown_session";
+            results.push_back(r);
+            continue;
+        }
+        const std::uint64_t max_message = session->route().route->limits.max_message;
+        if (std::any_of(e.messages.begin(), e.messages.end(),
+                        [&](const auto& m) { return m.payload.size() > max_message; })) {
+            r.error = "payload_too_large";
             results.push_back(r);
             continue;
         }

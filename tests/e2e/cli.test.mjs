@@ -92,3 +92,56 @@ test('-c with an invalid config exits 1 without listening', () => {
   assert.equal(r.code, 1);
   assert.doesNotMatch(r.stderr, /event=listening/);
 });
+
+test('log: {format: json} writes one JSON object per line, numbers as numbers', async () => {
+  const { spawn } = await import('node:child_process');
+  const net = await import('node:net');
+  const file = tempFile('json.yaml', [
+    'listen:', '  - address: 127.0.0.1:0',
+    'log: { format: json, level: info }',
+    'routes:', '  - path: /chat', '    backend: ws://127.0.0.1:9/chat', '    origins: [https://app.example]', '',
+  ].join('\n'));
+  const child = spawn(WSBRIDGE_BIN, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  const deadline = Date.now() + 10_000;
+  let port = 0;
+  while (!port && Date.now() < deadline) {
+    const m = /"event":"listening","address":"127\.0\.0\.1:(\d+)"/.exec(err);
+    if (m) port = Number(m[1]);
+    else await new Promise((r) => setTimeout(r, 20));
+  }
+  try {
+    assert.ok(port, `no listening line in ${err}`);
+    // A WebSocket upgrade from a foreign Origin: rejected with 403 and logged.
+    const req = 'GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+      'Origin: https://evil.example\r\n\r\n';
+    const answer = await new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write(req));
+      let got = '';
+      s.on('data', (d) => { got += d; });
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+      setTimeout(() => { s.destroy(); resolve(got); }, 3000);
+    });
+    assert.match(answer, /^HTTP\/1\.1 403 /);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.on('exit', r));
+  }
+  const lines = err.split('\n').filter((l) => l !== '');
+  assert.ok(lines.length >= 4, err);
+  const events = lines.map((l) => {
+    const o = JSON.parse(l); // every line parses on its own
+    assert.match(o.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(['debug', 'info', 'warn', 'error'].includes(o.level), l);
+    assert.equal(typeof o.event, 'string');
+    return o;
+  });
+  const rejected = events.find((o) => o.event === 'http_rejected');
+  assert.ok(rejected, `no http_rejected line in ${err}`);
+  assert.equal(rejected.status, 403); // a number, not "403"
+  assert.equal(rejected.path, '/chat');
+  assert.ok(events.some((o) => o.event === 'stopped'), err);
+});
