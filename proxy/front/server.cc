@@ -227,10 +227,11 @@ core::Result<void> Server::reload(const std::string& path) {
     }
     listeners_ = std::move(next_listeners);
 
-    // The admin listener follows its entry.
+    // The admin listener follows its entry, matched by configured host:port like the others:
+    // an unchanged `port: 0` entry keeps the port it got (a scraper that found it keeps it).
     const auto& admin = next->admin;
     const bool admin_same = admin_ && admin && admin_spec_ && admin_spec_->host == admin->host &&
-                            admin_spec_->port == admin->port && admin->port != 0;
+                            admin_spec_->port == admin->port;
     if (!admin_same && (admin_ || admin)) {
         if (admin_) {
             admin_.reset();
