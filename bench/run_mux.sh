@@ -35,6 +35,10 @@ SIZE=${SIZE:-64}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 ROUNDS=${ROUNDS:-2}
+# How long session_load waits for every session's close after its DELETE. At saturation a
+# stream per session can hold a second or more of backlog (its outbound queue and the
+# kernel's buffers) that drains before the close event: 10 s was sometimes too short.
+CLOSE_TIMEOUT=${CLOSE_TIMEOUT:-60s}
 PACED_RATE=${PACED_RATE:-10} # messages/s per session in step (b); 0 skips it
 IDLE=${IDLE:-4000}           # idle sessions per layout in step (c); 0 skips it
 HOLD=${HOLD:-120s}           # upper bound; the hold ends (SIGINT) once memory is sampled
@@ -189,7 +193,8 @@ run_one() {
     : >"$RAW/load.time"
     json=$("${TIME_CMD[@]}" "${PIN_LOAD[@]}" "$LOAD" "${args[@]}" \
         --url "http://127.0.0.1:$PROXY_PORT/push" --connections "$SESSIONS" --size "$SIZE" \
-        --duration "$DURATION" --warmup "$WARMUP" 2>>"$RAW/load.log") || rc=$?
+        --duration "$DURATION" --warmup "$WARMUP" --close-timeout "$CLOSE_TIMEOUT" \
+        2>>"$RAW/load.log") || rc=$?
     p1=$(proc_ticks "$PROXY_PID")
     b1=$(proc_ticks "$BACKEND_PID")
     [[ $json == \{* ]] || die "session_load $tag failed (exit $rc): $(tail -n 5 "$RAW/load.log")"
@@ -215,7 +220,8 @@ streaming_step() {
         mapfile -t args < <(mode_args "$l")
         "${PIN_LOAD[@]}" "$LOAD" "${args[@]}" --url "http://127.0.0.1:$PROXY_PORT/push" \
             --connections "$SESSIONS" --size "$SIZE" --duration 2s --warmup 1s \
-            >/dev/null 2>>"$RAW/load.log" || die "priming $l failed: $(tail -n 3 "$RAW/load.log")"
+            --close-timeout "$CLOSE_TIMEOUT" >/dev/null 2>>"$RAW/load.log" ||
+            die "priming $l failed: $(tail -n 3 "$RAW/load.log")"
     done
     for round in $(seq "$ROUNDS"); do
         for l in sse mux; do
