@@ -730,9 +730,9 @@ HttpConnection::Next HttpConnection::handle_mux_send(const RouteRuntime& route) 
                       "payload_too_large", cors);
         return close ? Next::Stop : Next::Continue;
     }
-    // Each message is held to its own session's max_message below (sessions keep the limits
-    // they started with across reloads); the body as a whole is bounded by max_post_body.
-    auto entries = transports::mux::parse_send(request.body, limits.max_post_body, 10'000);
+    // The request is held to the route's limits as they are now (413 as a whole), and each
+    // entry below also to its own session's, which may be lower after a reload raised them.
+    auto entries = transports::mux::parse_send(request.body, limits.max_message, 10'000);
     if (!entries) {
         const bool big = entries.error().code == Code::PayloadTooLarge;
         respond_error(big ? 413 : 400, big ? "payload_too_large" : "bad_request",

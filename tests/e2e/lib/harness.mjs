@@ -273,6 +273,9 @@ export function proxyConfig(routes, { listen = ['127.0.0.1:0'], extra = '' } = {
     if (tls.client_ca) y += `      client_ca: ${JSON.stringify(tls.client_ca)}\n`;
   }
   y += extra;
+  // A drain spreads its closes over drain_timeout (10 s by default): stop() gives the proxy 3 s
+  // before SIGKILL, so unless a test sets its own, the drain here takes at most 2 s.
+  if (!/^drain_timeout:/m.test(extra)) y += 'drain_timeout: 2s\n';
   y += 'routes:\n';
   for (const route of routes) {
     const { path: p, ...rest } = route;
