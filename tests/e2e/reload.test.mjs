@@ -34,7 +34,7 @@ import tls from 'node:tls';
 import { startBackend, proxyConfig, proxySkip, sleep, withTimeout } from './lib/harness.mjs';
 import { scrape, metricSum } from './lib/hostile.mjs';
 import { openLongPoll } from './lib/mux.mjs';
-import { NumberedWs, adminPort, pathList, reload, startReloadable } from './lib/reload.mjs';
+import { NumberedWs, adminPort, pathList, reload, routeDiff, startReloadable } from './lib/reload.mjs';
 import { SessionClient, httpRequest } from './lib/session_client.mjs';
 import { SseClient } from './lib/sse.mjs';
 import { makePki, opensslSkip } from './lib/tls.mjs';
@@ -209,13 +209,7 @@ describe('reload in place (SIGHUP)', { skip }, () => {
         }
         const next = routesFor(i);
         const r = await reload(proxy, yamlFor(next));
-        const before = new Map(current.map((x) => [x.path, JSON.stringify(x)]));
-        const after = new Map(next.map((x) => [x.path, JSON.stringify(x)]));
-        const want = {
-          added: [...after.keys()].filter((p) => !before.has(p)).sort(),
-          removed: [...before.keys()].filter((p) => !after.has(p)).sort(),
-          changed: [...after.keys()].filter((p) => before.has(p) && before.get(p) !== after.get(p)).sort(),
-        };
+        const want = routeDiff(current, next);
         assert.deepEqual({
           added: pathList(r.fields.routes_added),
           removed: pathList(r.fields.routes_removed),

@@ -27,6 +27,18 @@ export function logfmt(line) {
 /** The comma-separated route list of a `reloaded` field, as a sorted array. */
 export const pathList = (v) => (v ? v.split(',').sort() : []);
 
+/** What a `reloaded` line should name going from routes `from` to routes `to` (route objects
+ *  as given to proxyConfig): {added, removed, changed}, each a sorted array of paths. */
+export function routeDiff(from, to) {
+  const before = new Map(from.map((x) => [x.path, JSON.stringify(x)]));
+  const after = new Map(to.map((x) => [x.path, JSON.stringify(x)]));
+  return {
+    added: [...after.keys()].filter((p) => !before.has(p)).sort(),
+    removed: [...before.keys()].filter((p) => !after.has(p)).sort(),
+    changed: [...after.keys()].filter((p) => before.has(p) && before.get(p) !== after.get(p)).sort(),
+  };
+}
+
 /**
  * Starts `wsbridge -c FILE` (harness startProxy) and waits until a SIGHUP can no longer kill
  * it: the `started` line is logged before the signal watchers exist, so it also waits for one
