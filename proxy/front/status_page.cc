@@ -34,6 +34,7 @@ std::string unescape(std::string_view v) {
 /// it is the first member.
 void member(std::string& out, std::string_view key) {
     if (out.back() != '{') {
+        out.push_back(',');
     }
     json::append_string(out, key);
     out.push_back(':');
@@ -188,6 +189,7 @@ std::string_view status_html() noexcept {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>wsbridge status</title>
+<link rel="icon" href="data:,">
 <style>
   :root { --bg:#f6f7f9; --fg:#1d232b; --muted:#687384; --line:#d9dee5; --ok:#1f8a4c;
           --bad:#c0392b; --warn:#c77c02; --ws:#3566c9; --sse:#8a4fd0; --lp:#d0852f; }

@@ -133,6 +133,15 @@ describe('metrics: promtool accepts /metrics after every kind of traffic', { ski
     assert.ok(metricSum(text, 'wsbridge_rejections_total', { status: '400' }) >= 1);
     assert.ok(metricSum(text, 'wsbridge_rejections_total', { status: '404' }) >= 1);
 
+    // /status.json (the status page's data) is JSON and agrees with /metrics.
+    const status = JSON.parse((await httpGet(adminPort, '/status.json')).body);
+    assert.deepEqual(status.reload, { ...status.reload, ok: false, ok_total: 1, error_total: 1 });
+    assert.deepEqual(status.transports, { websocket: 1, ws_session: 0, sse: 1, longpoll: 1 });
+    const echoRow = status.routes.find((r) => r.path === '/echo');
+    assert.equal(echoRow.resumes, 1);
+    assert.equal(echoRow.messages_in, 2);
+    assert.equal((await httpGet(adminPort, '/status')).headers['content-type'], 'text/html; charset=utf-8');
+
     // Every family has HELP and TYPE, once each, before its samples.
     const helped = new Set();
     const typed = new Set();
