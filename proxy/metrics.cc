@@ -12,12 +12,13 @@ namespace {
 using enum MetricType;
 
 // Sorted by name (find_metric bisects; a unit test checks the order). Label lists document the
-// series; "" marks the unlabelled families that render() shows from the start.
+// series; "" marks the unlabelled families that render() shows from the start, except the
+// optional ones (the io_uring counters stay absent when batching is off, as before).
 constexpr std::array kRegistry{
     MetricInfo{"wsbridge_backend_pauses_total", Counter, "transport",
                "Times a session stopped reading its backend because its client fell behind."},
     MetricInfo{"wsbridge_batched_sends_total", Counter, "",
-               "Writes submitted through the batched send path (io_uring)."},
+               "Writes submitted through the batched send path (io_uring).", 0, true},
     MetricInfo{"wsbridge_bytes_total", Counter, "route,transport,direction",
                "Message payload bytes relayed; direction in = client to backend. Added when a "
                "connection or session ends."},
@@ -46,7 +47,7 @@ constexpr std::array kRegistry{
     MetricInfo{"wsbridge_replay_evictions_total", Counter, "",
                "Undelivered messages evicted from replay buffers (clients get a gap)."},
     MetricInfo{"wsbridge_send_batches_total", Counter, "",
-               "Batches of writes submitted (one system call each)."},
+               "Batches of writes submitted (one system call each).", 0, true},
     MetricInfo{"wsbridge_session_gaps_total", Counter, "route,transport",
                "Resumes and polls whose position was no longer in the replay buffer (explicit "
                "gap sent)."},
@@ -237,7 +238,7 @@ std::string Metrics::render() const {
         samples.emplace_back(family(k), k, std::to_string(v), Gauge);
     }
     for (const MetricInfo& info : kRegistry) {
-        if (info.labels.empty() && !counters_.contains(info.name) &&
+        if (info.labels.empty() && !info.optional && !counters_.contains(info.name) &&
             !gauges_.contains(info.name)) {
             samples.emplace_back(info.name, info.name, std::to_string(info.initial), info.type);
         }

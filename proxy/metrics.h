@@ -32,6 +32,7 @@ struct MetricInfo {
                               ///< until first set, so dashboards see the series at once)
     std::string_view help;    ///< the HELP text (no backslash, no newline)
     std::int64_t initial = 0; ///< value of an unlabelled family before anything sets it
+    bool optional = false;    ///< rendered only once set: absent means the feature is off
 };
 
 /// Every metric family the proxy emits, sorted by name. tests/unit/proxy/metrics_test.cc checks

@@ -5,6 +5,8 @@
 //   (Last-Event-ID), a long-poll session with a held poll, rejections (400 and 404), a reload
 //   by SIGHUP (event=reloaded, wsbridge_reloads_total{result="ok"}) and a failed one
 //   (event=reload_failed, {result="error"}).
+// It also checks that examples/grafana/wsbridge-dashboard.json queries only registered families
+// and that every query parses (`promtool check rules`).
 // Every family gets `# HELP` and `# TYPE` once, before its samples, and counters end in _total.
 //
 //   node --test tests/e2e/metrics.test.mjs
@@ -165,6 +167,28 @@ describe('metrics: promtool accepts /metrics after every kind of traffic', { ski
     assert.equal(r.error, undefined, `promtool: ${r.error}`);
     assert.equal(`${r.stdout}${r.stderr}`.trim(), '', 'promtool check metrics output');
     assert.equal(r.status, 0, 'promtool check metrics exit status');
+
+    // The Grafana dashboard (examples/grafana) queries only families /metrics has, and every
+    // query parses (promtool check rules on them as recording rules, variables substituted).
+    const dashboard = JSON.parse(fs.readFileSync(new URL('../../examples/grafana/wsbridge-dashboard.json', import.meta.url), 'utf8'));
+    const exprs = [
+      ...dashboard.panels.flatMap((p) => (p.targets || []).map((t) => t.expr)),
+      ...dashboard.annotations.list.filter((a) => a.expr).map((a) => a.expr),
+    ];
+    assert.ok(exprs.length >= 10, 'dashboard queries');
+    // Families show on /metrics once something set them; the registry (proxy/metrics.cc) lists
+    // them all.
+    const registry = fs.readFileSync(new URL('../../proxy/metrics.cc', import.meta.url), 'utf8');
+    for (const name of new Set(exprs.join(' ').match(/wsbridge_[a-z_]+/g))) {
+      assert.ok(helped.has(name) || registry.includes(`MetricInfo{"${name}"`),
+        `dashboard queries ${name}, which the proxy does not emit`);
+    }
+    const rules = `groups:\n  - name: dashboard\n    rules:\n${exprs.map((e, i) => `      - record: dashboard:q${i}\n        expr: ${JSON.stringify(
+      e.replaceAll('$__rate_interval', '5m').replaceAll('$instance', '.*').replaceAll('$route', '.*'))}\n`).join('')}`;
+    const rulesFile = `${ARTIFACTS}/dashboard-rules.yml`;
+    fs.writeFileSync(rulesFile, rules);
+    const rc = spawnSync(PROMTOOL, ['check', 'rules', rulesFile], { encoding: 'utf8', timeout: 10000 });
+    assert.equal(rc.status, 0, `promtool check rules: ${rc.stdout}${rc.stderr}`);
 
     ws.close();
     sse.close();

@@ -75,7 +75,7 @@ std::string baseline() {
 std::string without_baseline(const std::string& text) {
     std::set<std::string> unlabelled;
     for (const MetricInfo& info : metric_registry()) {
-        if (info.labels.empty()) {
+        if (info.labels.empty() && !info.optional) {
             unlabelled.insert(std::string(info.name));
         }
     }
@@ -227,6 +227,8 @@ TEST_CASE("Metrics::render writes HELP and TYPE once per family, then its sample
     CHECK(empty.find("\nwsbridge_draining 0\n") != std::string::npos);
     CHECK(empty.find("\nwsbridge_config_last_reload_successful 1\n") != std::string::npos);
     CHECK(empty.find("wsbridge_connections{") == std::string::npos);
+    // Optional families stay absent until set (io_uring batching off).
+    CHECK(empty.find("wsbridge_batched_sends_total") == std::string::npos);
 
     Metrics m;
     m.inc("wsbridge_upgrades_total", {{"result", "rejected"}});
