@@ -6,6 +6,8 @@
 # are the restrictive intermediaries tests/browser starts on loopback ports (their system
 # services are not used); squid in its OpenSSL flavour, squid-openssl, whose ssl-bump intercepts
 # TLS for the https scenarios (it conflicts with the GnuTLS `squid` package, which apt replaces).
+# prometheus provides promtool, which tests/e2e/metrics.test.mjs runs on the admin port's
+# /metrics (`promtool check metrics`); its server is not started by the tests.
 # As root it runs apt-get; otherwise it prints the exact command to run and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config libuv1-dev liburing-dev libssl-dev libyaml-cpp-dev
           doctest-dev node-llhttp curl openssl)
 if [ "${1:-}" != run ]; then
-  packages+=(chromium clang libclang-rt-14-dev squid-openssl nginx)
+  packages+=(chromium clang libclang-rt-14-dev squid-openssl nginx prometheus)
 fi
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

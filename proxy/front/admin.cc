@@ -1,11 +1,20 @@
 #include "proxy/front/admin.h"
 
+#include <chrono>
+
 #include "proxy/core/log.h"
+#include "proxy/front/status_page.h"
 #include "proxy/core/send_batch.h"
 #include "proxy/http/response.h"
 
 namespace proxy {
 namespace {
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 /// One admin connection, owned by the Context's registry; it retires itself when the peer
 /// leaves, on error or at shutdown.
@@ -68,18 +77,27 @@ class AdminConnection final : public Closable, private core::StreamHandler {
             return;
         }
         if (path == "/metrics") {
-            std::string body = context_.metrics().render();
-            body += "# TYPE wsbridge_client_connections gauge\nwsbridge_client_connections " +
-                    std::to_string(context_.client_count()) + "\n";
-            // Batched sends (proxy/core/send_batch.h): sends per system call is their ratio.
-            if (const core::SendBatch* batch = context_.loop().send_batch()) {
-                body += "# TYPE wsbridge_batched_sends_total counter\n"
-                        "wsbridge_batched_sends_total " + std::to_string(batch->sends()) +
-                        "\n# TYPE wsbridge_send_batches_total counter\n"
-                        "wsbridge_send_batches_total " + std::to_string(batch->enters()) + "\n";
-            }
+            copy_in_figures();
             stream_->write(http::build_response(
-                200, {{"Content-Type", "text/plain; version=0.0.4"}}, body, !keep));
+                200, {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}},
+                context_.metrics().render(), !keep));
+        } else if (path == "/status.json") {
+            copy_in_figures();
+            stream_->write(http::build_response(
+                200, {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}},
+                status_json(context_, unix_now()), !keep));
+        } else if (path == "/status") {
+            // The page is a constant: its own CSP forbids anything but its inline code and
+            // fetching status.json from this origin.
+            stream_->write(http::build_response(
+                200,
+                {{"Content-Type", "text/html; charset=utf-8"},
+                 {"Cache-Control", "no-store"},
+                 {"X-Content-Type-Options", "nosniff"},
+                 {"Content-Security-Policy",
+                  "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                  "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}},
+                std::string(status_html()), !keep));
         } else if (path == "/healthz") {
             stream_->write(http::build_response(200, {{"Content-Type", "text/plain"}}, "ok\n",
                                                 !keep));
@@ -90,8 +108,21 @@ class AdminConnection final : public Closable, private core::StreamHandler {
                                                 ready ? "ready\n" : "draining\n", !keep));
         } else {
             stream_->write(http::json_error(404, "not_found",
-                                            "Admin endpoints: /metrics, /healthz, /readyz.",
+                                            "Admin endpoints: /metrics, /status, "
+                                            "/status.json, /healthz, /readyz.",
                                             !keep));
+        }
+    }
+
+    /// Figures kept outside Metrics, copied in before a scrape.
+    void copy_in_figures() {
+        Metrics& m = context_.metrics();
+        m.gauge_set("wsbridge_client_connections",
+                    static_cast<std::int64_t>(context_.client_count()));
+        // Batched sends (proxy/core/send_batch.h): sends per system call is their ratio.
+        if (const core::SendBatch* batch = context_.loop().send_batch()) {
+            m.counter_set("wsbridge_batched_sends_total", batch->sends());
+            m.counter_set("wsbridge_send_batches_total", batch->enters());
         }
     }
 
@@ -123,6 +154,11 @@ core::Result<void> AdminServer::start(const std::string& host, std::uint16_t por
         return core::fail(core::Code::Io, core::Side::Config,
                           "cannot listen on admin address " + host + ":" +
                               std::to_string(port) + ": " + r.error().context);
+    }
+    // The initial load counts as the first (successful) load for the status page; a reload
+    // (Server::reload) overwrites it.
+    if (context_.metrics().gauge("wsbridge_config_last_reload_timestamp_seconds") == 0) {
+        context_.metrics().gauge_set("wsbridge_config_last_reload_timestamp_seconds", unix_now());
     }
     core::log(core::LogLevel::Info, "admin_listening", {{"address", listener_->local_address()}});
     return {};

@@ -1,6 +1,7 @@
 #pragma once
 // Admin listener (`admin: {address}`, loopback by default): GET /metrics (Prometheus text),
-// GET /healthz (200 while the process runs), GET /readyz (200, or 503 once draining).
+// GET /status (an HTML status page) and /status.json (its data; status_page.h), GET /healthz
+// (200 while the process runs), GET /readyz (200, or 503 once draining).
 // Anything else gets a JSON 404/405. One request per connection is enough for scrapers, but
 // keep-alive is honoured.
 

@@ -130,6 +130,8 @@ class HttpConnection final : public Closable,
     std::unique_ptr<transports::mux::MuxPollTransport> mux_poll_;    ///< held multiplexed poll
     bool poll_close_ = false;          ///< close the connection after the poll answer
     std::vector<std::pair<std::string, std::string>> poll_cors_;
+    /// Route path of the held poll, for its wsbridge_connections{route,transport} gauge.
+    std::string poll_route_;
     bool waiting_ = false;
     unsigned requests_ = 0;
     bool ended_ = false;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 
 #include "proxy/front/client_slot.h"
 #include "proxy/core/log.h"
@@ -143,6 +144,8 @@ core::Result<void> Server::reload(const std::string& path) {
         }
         context_.metrics().inc("wsbridge_reloads_total", {{"result", "error"}});
         context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 0);
+        context_.metrics().gauge_set("wsbridge_config_last_reload_timestamp_seconds",
+                                     std::time(nullptr));
         return core::Unexpected{error};
     };
     if (stopping_) {
@@ -263,6 +266,8 @@ core::Result<void> Server::reload(const std::string& path) {
         std::chrono::steady_clock::now() - began);
     context_.metrics().inc("wsbridge_reloads_total", {{"result", "ok"}});
     context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 1);
+    context_.metrics().gauge_set("wsbridge_config_last_reload_timestamp_seconds",
+                                 std::time(nullptr));
     core::log(LogLevel::Info, "reloaded",
               {{"config", path},
                {"routes", next->routes.size()},

@@ -43,7 +43,13 @@ WsRelay::WsRelay(Context& context, const RouteRuntime& route,
     client_->set_watermarks(limits_.outbound_queue);
     client_->pause(core::kPauseHandshake);
     started_at_ = context_.loop().now();
-    context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "websocket"}});
+    const std::string& path = route.route->path;
+    auto& m = context_.metrics();
+    m.gauge_add("wsbridge_connections", 1, {{"route", path}, {"transport", "websocket"}});
+    msgs_in_cell_ = &m.cell("wsbridge_messages_total",
+                            {{"route", path}, {"transport", "websocket"}, {"direction", "in"}});
+    msgs_out_cell_ = &m.cell("wsbridge_messages_total",
+                             {{"route", path}, {"transport", "websocket"}, {"direction", "out"}});
 }
 
 WsRelay::~WsRelay() = default;
@@ -137,7 +143,8 @@ void WsRelay::on_backend_failed(const Error& error, unsigned status,
     phase_ = Phase::Done;
     finished_ = true;
     client_->close(CloseMode::Flush);
-    context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
+    context_.metrics().gauge_add("wsbridge_connections", -1,
+                                 {{"route", route_.route->path}, {"transport", "websocket"}});
     slot_.release();
     tick_timer_.reset();
     context_.retire(*this);
@@ -217,6 +224,7 @@ void WsRelay::on_data_frame_end(bool message_end) {
     in_data_message_ = false;
     message_started_at_ = 0;
     ++msgs_in_;
+    ++*msgs_in_cell_;
 }
 
 void WsRelay::on_ping(std::span<const std::byte> payload) {
@@ -296,6 +304,7 @@ void WsRelay::on_backend_frame_end(bool message_end) {
     }
     if (message_end) {
         ++msgs_out_;
+        ++*msgs_out_cell_;
     }
     // Output is flushed once per backend read (on_backend_read_done); large reads are
     // flushed early so the staging buffer stays near one read chunk.
@@ -707,18 +716,17 @@ void WsRelay::finish(std::uint16_t code, std::string_view reason, std::string_vi
                {"by", by.empty() ? std::string_view("proxy") : by}});
     auto& m = context_.metrics();
     if (was_open) {
-        m.inc("wsbridge_messages_total", {{"transport", "websocket"}, {"direction", "in"}},
-              msgs_in_);
-        m.inc("wsbridge_bytes_total", {{"transport", "websocket"}, {"direction", "in"}},
-              bytes_in_);
-        m.inc("wsbridge_messages_total", {{"transport", "websocket"}, {"direction", "out"}},
-              msgs_out_);
-        m.inc("wsbridge_bytes_total", {{"transport", "websocket"}, {"direction", "out"}},
-              bytes_out_);
+        // Messages were counted as they passed (msgs_in_cell_, msgs_out_cell_).
+        const std::string& path = route_.route->path;
+        m.inc("wsbridge_bytes_total",
+              {{"route", path}, {"transport", "websocket"}, {"direction", "in"}}, bytes_in_);
+        m.inc("wsbridge_bytes_total",
+              {{"route", path}, {"transport", "websocket"}, {"direction", "out"}}, bytes_out_);
     }
     m.inc("wsbridge_ws_closes_total", {{"code", std::to_string(code)},
                                        {"by", by.empty() ? std::string_view("proxy") : by}});
-    m.gauge_add("wsbridge_connections", -1, {{"transport", "websocket"}});
+    m.gauge_add("wsbridge_connections", -1,
+                {{"route", route_.route->path}, {"transport", "websocket"}});
     slot_.release();
     context_.retire(*this);
 }

@@ -167,6 +167,10 @@ class WsRelay final : public Closable,
     transports::StallClock stall_;           ///< slow consumer: no drain while paused
     bool slow_closing_ = false;              ///< finishing a half-relayed frame before a 1008
     std::uint64_t msgs_in_ = 0;    ///< client → backend
+    /// wsbridge_messages_total{route,transport="websocket",direction} cells (Metrics::cell),
+    /// counted per message so rates show while the relay lives.
+    std::uint64_t* msgs_in_cell_ = nullptr;
+    std::uint64_t* msgs_out_cell_ = nullptr;
     std::uint64_t bytes_in_ = 0;
     std::uint64_t msgs_out_ = 0;   ///< backend → client
     std::uint64_t bytes_out_ = 0;

@@ -44,7 +44,13 @@ Session::Session(Context& context, const RouteRuntime& route, std::string id)
     started_at_ = context_.loop().now();
     context_.add_session(id_, this);
     context_.count_route_session(route_.route->path, +1);
-    context_.metrics().gauge_add("wsbridge_sessions", 1);
+    auto& m = context_.metrics();
+    const std::string& path = route_.route->path;
+    m.gauge_add("wsbridge_sessions", 1, {{"route", path}});
+    msgs_in_cell_ = &m.cell("wsbridge_messages_total",
+                            {{"route", path}, {"transport", "session"}, {"direction", "in"}});
+    msgs_out_cell_ = &m.cell("wsbridge_messages_total",
+                             {{"route", path}, {"transport", "session"}, {"direction", "out"}});
 }
 
 Session::~Session() = default;
@@ -85,7 +91,7 @@ void Session::on_backend_open(std::string_view protocol, const http::Response& /
     const HeartbeatPlan plan = derive_heartbeat(limits_.backend_idle_timeout);
     tick_timer_ = std::make_unique<core::Timer>(context_.loop(), [this] { on_tick(); });
     tick_timer_->start(plan.tick, plan.tick);
-    context_.metrics().inc("wsbridge_sessions_opened_total");
+    context_.metrics().inc("wsbridge_sessions_opened_total", {{"route", route_.route->path}});
     if (opener_ != nullptr) {
         SessionOpener* opener = opener_;
         opener_ = nullptr;
@@ -150,6 +156,7 @@ void Session::on_data_frame_end(bool message_end) {
     payload.swap(assembling_);
     (void)replay_.push(assembling_binary_, std::move(payload), &lost);
     ++msgs_out_;
+    ++*msgs_out_cell_;
     bytes_out_ += size;
     undelivered_bytes_ += size;
     ++undelivered_messages_;
@@ -349,6 +356,7 @@ SendOutcome Session::send(std::uint64_t first_seq, std::vector<ClientMessage>& m
             ++next_client_seq_;
             ++out.forwarded;
             ++msgs_in_;
+            ++*msgs_in_cell_;
             bytes_in_ += m.payload.size();
         }
         ++seq;
@@ -451,12 +459,14 @@ void Session::finish(std::string_view why) {
                {"code", static_cast<unsigned>(close_ ? close_->code : close_code::kGoingAway)},
                {"reason", why}});
     auto& m = context_.metrics();
-    m.inc("wsbridge_messages_total", {{"transport", "session"}, {"direction", "in"}}, msgs_in_);
-    m.inc("wsbridge_bytes_total", {{"transport", "session"}, {"direction", "in"}}, bytes_in_);
-    m.inc("wsbridge_messages_total", {{"transport", "session"}, {"direction", "out"}}, msgs_out_);
-    m.inc("wsbridge_bytes_total", {{"transport", "session"}, {"direction", "out"}}, bytes_out_);
-    m.inc("wsbridge_sessions_closed_total", {{"reason", why}});
-    m.gauge_add("wsbridge_sessions", -1);
+    // Messages were counted as they passed (msgs_in_cell_, msgs_out_cell_).
+    const std::string& path = route_.route->path;
+    m.inc("wsbridge_bytes_total", {{"route", path}, {"transport", "session"}, {"direction", "in"}},
+          bytes_in_);
+    m.inc("wsbridge_bytes_total", {{"route", path}, {"transport", "session"}, {"direction", "out"}},
+          bytes_out_);
+    m.inc("wsbridge_sessions_closed_total", {{"route", path}, {"reason", why}});
+    m.gauge_add("wsbridge_sessions", -1, {{"route", path}});
 }
 
 } // namespace proxy

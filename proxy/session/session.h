@@ -159,6 +159,10 @@ class Session final : public Closable,
     std::unique_ptr<core::Timer> tick_timer_;
     std::uint64_t started_at_ = 0;
     std::uint64_t msgs_in_ = 0;
+    /// wsbridge_messages_total{route,transport="session",direction} cells (Metrics::cell),
+    /// counted per message so rates show while the session lives.
+    std::uint64_t* msgs_in_cell_ = nullptr;
+    std::uint64_t* msgs_out_cell_ = nullptr;
     std::uint64_t msgs_out_ = 0;
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;

@@ -67,19 +67,32 @@ std::optional<std::uint64_t> parse_u64(std::string_view text) {
 /// connection lives, and counts it in wsbridge_connections{transport="sse"|"ws_session"}
 /// meanwhile (issue 10).
 struct SlotTicket final : core::DeferredDeletable {
-    SlotTicket(ClientSlot s, Metrics& m, std::string_view t)
-        : slot(std::move(s)), metrics(m), transport(t) {
-        metrics.gauge_add("wsbridge_connections", 1, {{"transport", transport}});
+    SlotTicket(ClientSlot s, Metrics& m, std::string_view t, std::string r)
+        : slot(std::move(s)), metrics(m), transport(t), route(std::move(r)) {
+        metrics.gauge_add("wsbridge_connections", 1, {{"route", route}, {"transport", transport}});
     }
     ~SlotTicket() override {
-        metrics.gauge_add("wsbridge_connections", -1, {{"transport", transport}});
+        metrics.gauge_add("wsbridge_connections", -1,
+                          {{"route", route}, {"transport", transport}});
     }
     SlotTicket(const SlotTicket&) = delete;
     SlotTicket& operator=(const SlotTicket&) = delete;
     ClientSlot slot;
     Metrics& metrics;
     std::string_view transport;  ///< a literal
+    std::string route;           ///< the route's path
 };
+
+/// Counts a resume of `session` from position `after` on `transport`, and the gap the client
+/// is about to get when `after` is no longer in the replay buffer.
+void count_resume(Metrics& metrics, const Session& session, std::string_view transport,
+                  std::uint64_t after) {
+    const std::string& path = session.route().route->path;
+    metrics.inc("wsbridge_session_resumes_total", {{"route", path}, {"transport", transport}});
+    if (session.replay().gap_after(after)) {
+        metrics.inc("wsbridge_session_gaps_total", {{"route", path}, {"transport", transport}});
+    }
+}
 
 } // namespace
 
@@ -265,7 +278,8 @@ HttpConnection::Next HttpConnection::handle_sse(const RouteRuntime& route) {
     Session* session = id ? context_.find_session(id->session) : nullptr;
     if (session == nullptr || session->route().route->path != route.route->path) {
         // Expired, unknown or forged: a fresh session, announced by an explicit reset.
-        context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "sse"}});
+        context_.metrics().inc("wsbridge_session_resets_total",
+                               {{"route", route.route->path}, {"transport", "sse"}});
         return open_session(route, kOpenSse, id ? "unknown session" : "invalid Last-Event-ID");
     }
     if (session->close_info() && (session->closed_by_client() || id->seq >= session->close_seq())) {
@@ -277,7 +291,7 @@ HttpConnection::Next HttpConnection::handle_sse(const RouteRuntime& route) {
         respond(204, cors_headers(), {}, true);
         return Next::Stop;
     }
-    context_.metrics().inc("wsbridge_session_resumes_total", {{"transport", "sse"}});
+    count_resume(context_.metrics(), *session, "sse", id->seq);
     core::log(LogLevel::Info, "session_resumed",
               {{"session", session->id()},
                {"client", client_address_},
@@ -315,7 +329,8 @@ void HttpConnection::start_sse(Session& session, std::uint64_t after,
     auto& sse = context_.adopt(std::make_unique<transports::sse::SseTransport>(
         context_.loop(), std::move(stream_), session, after, std::move(options)));
     // The stream keeps this connection's admission slot until it ends.
-    sse.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "sse"));
+    sse.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "sse",
+                                          session.route().route->path));
     session.attach(sse);
     sse.start();
     // The socket belongs to the stream now; this connection is done.
@@ -346,7 +361,8 @@ HttpConnection::Next HttpConnection::handle_poll(const RouteRuntime& route,
     }
     Session* session = context_.find_session(session_id);
     if (session == nullptr || session->route().route->path != route.route->path) {
-        context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "longpoll"}});
+        context_.metrics().inc("wsbridge_session_resets_total",
+                               {{"route", route.route->path}, {"transport", "longpoll"}});
         return open_session(route, kOpenPollReset, "unknown session");
     }
     start_poll(*session, ack, std::nullopt);
@@ -366,7 +382,13 @@ void HttpConnection::start_poll(Session& session, std::uint64_t ack,
                                                 plan.ping_after,
                                                 static_cast<lp::PollResponder&>(*this));
     // Counted while attached: until its answer or its client's departure (drop_poll()).
-    context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "longpoll"}});
+    poll_route_ = session.route().route->path;
+    context_.metrics().gauge_add("wsbridge_connections", 1,
+                                 {{"route", poll_route_}, {"transport", "longpoll"}});
+    if (session.replay().gap_after(ack)) {
+        context_.metrics().inc("wsbridge_session_gaps_total",
+                               {{"route", poll_route_}, {"transport", "longpoll"}});
+    }
     session.attach(*poll_);
     poll_->start();
 }
@@ -386,11 +408,13 @@ void HttpConnection::drop_poll() {
     // A part of this connection, but it may still be on the stack: its owner moves into the
     // loop's deferred deletions, which destroy it at a safe point (STYLE §2.5).
     if (poll_) {
-        context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "longpoll"}});
+        context_.metrics().gauge_add("wsbridge_connections", -1,
+                                     {{"route", poll_route_}, {"transport", "longpoll"}});
         context_.loop().defer_delete(std::move(poll_));
     }
     if (mux_poll_) {
-        context_.metrics().gauge_add("wsbridge_connections", -1, {{"transport", "longpoll"}});
+        context_.metrics().gauge_add("wsbridge_connections", -1,
+                                     {{"route", poll_route_}, {"transport", "longpoll"}});
         context_.loop().defer_delete(std::move(mux_poll_));
     }
 }
@@ -535,11 +559,12 @@ HttpConnection::Next HttpConnection::handle_ws_session(const RouteRuntime& route
     }
     Session* session = context_.find_session(*session_id);
     if (session == nullptr || session->route().route->path != route.route->path) {
-        context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "ws_session"}});
+        context_.metrics().inc("wsbridge_session_resets_total",
+                               {{"route", route.route->path}, {"transport", "ws_session"}});
         return open_session(route, kOpenWs, "unknown session");
     }
     const std::uint64_t after = ack->value_or(0);
-    context_.metrics().inc("wsbridge_session_resumes_total", {{"transport", "ws_session"}});
+    count_resume(context_.metrics(), *session, "ws_session", after);
     core::log(LogLevel::Info, "session_resumed",
               {{"session", session->id()},
                {"client", client_address_},
@@ -592,7 +617,8 @@ void HttpConnection::start_ws_session(Session& session, std::uint64_t after,
     stream_->pause(core::kPauseOwner);  // the transport resumes once its first bytes are out
     auto& t = context_.adopt(std::make_unique<transports::ws_session::WsSessionTransport>(
         context_.loop(), std::move(stream_), session, after, std::move(options)));
-    t.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "ws_session"));
+    t.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "ws_session",
+                                        session.route().route->path));
     session.attach(t);
     ended_ = true;
     waiting_ = false;
@@ -666,15 +692,17 @@ HttpConnection::Next HttpConnection::handle_mux_sse(const RouteRuntime& route) {
     for (auto& p : *positions) {
         Session* session = context_.find_session(p.session);
         if (session == nullptr || session->route().route->path != route.route->path) {
-            context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "mux_sse"}});
+            context_.metrics().inc("wsbridge_session_resets_total",
+                               {{"route", route.route->path}, {"transport", "mux_sse"}});
             mux.add(nullptr, std::move(p.session), 0, "unknown session");
             continue;
         }
-        context_.metrics().inc("wsbridge_session_resumes_total", {{"transport", "mux_sse"}});
+        count_resume(context_.metrics(), *session, "mux_sse", p.seq);
         attach.emplace_back(session, &mux.add(session, std::move(p.session), p.seq));
     }
     // The stream keeps this connection's admission slot until it ends.
-    mux.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "sse"));
+    mux.hold(std::make_unique<SlotTicket>(std::move(slot_), context_.metrics(), "sse",
+                                          route.route->path));
     for (auto& [session, member] : attach) {
         session->attach(*member);
     }
@@ -701,12 +729,15 @@ HttpConnection::Next HttpConnection::handle_mux_poll(const RouteRuntime& route) 
     stream_->pause(core::kPauseOwner);
     mux_poll_ = std::make_unique<transports::mux::MuxPollTransport>(
         context_.loop(), plan.ping_after, static_cast<lp::PollResponder&>(*this));
-    context_.metrics().gauge_add("wsbridge_connections", 1, {{"transport", "longpoll"}});
+    poll_route_ = route.route->path;
+    context_.metrics().gauge_add("wsbridge_connections", 1,
+                                 {{"route", poll_route_}, {"transport", "longpoll"}});
     std::vector<std::pair<Session*, transports::mux::MuxPollTransport::Member*>> attach;
     for (auto& p : *positions) {
         Session* session = context_.find_session(p.session);
         if (session == nullptr || session->route().route->path != route.route->path) {
-            context_.metrics().inc("wsbridge_session_resets_total", {{"transport", "mux_longpoll"}});
+            context_.metrics().inc("wsbridge_session_resets_total",
+                               {{"route", route.route->path}, {"transport", "mux_longpoll"}});
             mux_poll_->add(nullptr, std::move(p.session), 0, "unknown session");
             continue;
         }
