@@ -189,62 +189,79 @@ struct Launch {
     std::vector<std::string> args;     ///< "{0}" becomes the first listen fd's address
 };
 
+/// Replaces every "{0}" in `text` with `address`.
+std::string substitute(std::string text, const std::string& address) {
+    for (auto at = text.find("{0}"); at != std::string::npos; at = text.find("{0}")) {
+        text.replace(at, 3, address);
+    }
+    return text;
+}
+
+/// $SYSTEMD_TEST_BIN, the launch's arguments, then the words of $SYSTEMD_TEST_ARGS.
+std::vector<std::string> child_argv(const Launch& launch, const std::string& first_address) {
+    const char* bin = std::getenv("SYSTEMD_TEST_BIN");
+    REQUIRE_MESSAGE(bin != nullptr, "SYSTEMD_TEST_BIN is not set (run through ctest)");
+    std::vector<std::string> out{bin};
+    for (const auto& a : launch.args) {
+        out.push_back(substitute(a, first_address));
+    }
+    const char* extra = std::getenv("SYSTEMD_TEST_ARGS");
+    const std::string rest = substitute(extra != nullptr ? extra : "", first_address);
+    for (std::size_t start = 0; start < rest.size();) {
+        auto end = rest.find(' ', start);
+        end = end == std::string::npos ? rest.size() : end;
+        if (end > start) {
+            out.push_back(rest.substr(start, end - start));
+        }
+        start = end + 1;
+    }
+    return out;
+}
+
+/// The test's environment without any systemd variable, plus the launch's (but the pids).
+std::vector<std::string> child_env(const Launch& launch) {
+    std::vector<std::string> out;
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view v(*e);
+        if (!v.starts_with("LISTEN_") && !v.starts_with("NOTIFY_SOCKET=") &&
+            !v.starts_with("WATCHDOG_") && !v.starts_with("WSBRIDGE_TEST_STALL")) {
+            out.emplace_back(v);
+        }
+    }
+    out.push_back("LISTEN_FDS=" + std::to_string(launch.listen_fds.size()));
+    out.push_back("NOTIFY_SOCKET=" + launch.notify_socket);
+    if (!launch.watchdog_usec.empty()) {
+        out.push_back("WATCHDOG_USEC=" + launch.watchdog_usec);
+    }
+    if (!launch.stall.empty()) {
+        out.push_back("WSBRIDGE_TEST_STALL_AFTER_MS=" + launch.stall);
+    }
+    return out;
+}
+
+/// Pointers into `strings`, for execve (no terminating null).
+std::vector<char*> pointers(std::vector<std::string>& strings) {
+    std::vector<char*> out;
+    out.reserve(strings.size() + 2);
+    for (auto& s : strings) {
+        out.push_back(s.data());
+    }
+    return out;
+}
+
 /// The program under test, running; its stderr is collected through a pipe. Killed with
 /// SIGKILL by pid if still running when the test ends.
 class Child {
   public:
     explicit Child(const Launch& launch, const std::string& first_address) {
-        const char* bin = std::getenv("SYSTEMD_TEST_BIN");
-        REQUIRE_MESSAGE(bin != nullptr, "SYSTEMD_TEST_BIN is not set (run through ctest)");
-        std::vector<std::string> argv_s{bin};
-        for (auto a : launch.args) {
-            if (auto at = a.find("{0}"); at != std::string::npos) {
-                a.replace(at, 3, first_address);
-            }
-            argv_s.push_back(a);
-        }
-        if (const char* extra = std::getenv("SYSTEMD_TEST_ARGS")) {
-            std::string rest = extra;
-            for (auto at = rest.find("{0}"); at != std::string::npos; at = rest.find("{0}")) {
-                rest.replace(at, 3, first_address);
-            }
-            for (std::size_t start = 0; start < rest.size();) {
-                auto end = rest.find(' ', start);
-                end = end == std::string::npos ? rest.size() : end;
-                if (end > start) {
-                    argv_s.push_back(rest.substr(start, end - start));
-                }
-                start = end + 1;
-            }
-        }
-        // The environment, built before fork; the pids are filled in by the child.
-        std::vector<std::string> env_s;
-        for (char** e = environ; *e != nullptr; ++e) {
-            const std::string_view v(*e);
-            if (!v.starts_with("LISTEN_") && !v.starts_with("NOTIFY_SOCKET=") &&
-                !v.starts_with("WATCHDOG_") && !v.starts_with("WSBRIDGE_TEST_STALL")) {
-                env_s.emplace_back(v);
-            }
-        }
-        env_s.push_back("LISTEN_FDS=" + std::to_string(launch.listen_fds.size()));
-        env_s.push_back("NOTIFY_SOCKET=" + launch.notify_socket);
-        if (!launch.watchdog_usec.empty()) {
-            env_s.push_back("WATCHDOG_USEC=" + launch.watchdog_usec);
-        }
-        if (!launch.stall.empty()) {
-            env_s.push_back("WSBRIDGE_TEST_STALL_AFTER_MS=" + launch.stall);
-        }
+        auto argv_s = child_argv(launch, first_address);
+        auto env_s = child_env(launch);
+        // The pids are filled in by the child, after fork.
         char listen_pid[32] = "LISTEN_PID=";
         char watchdog_pid[32] = "WATCHDOG_PID=";
-        std::vector<char*> argv;
-        for (auto& a : argv_s) {
-            argv.push_back(a.data());
-        }
+        auto argv = pointers(argv_s);
         argv.push_back(nullptr);
-        std::vector<char*> envp;
-        for (auto& e : env_s) {
-            envp.push_back(e.data());
-        }
+        auto envp = pointers(env_s);
         envp.push_back(listen_pid);
         if (!launch.watchdog_usec.empty()) {
             envp.push_back(watchdog_pid);
@@ -265,8 +282,8 @@ class Child {
             ::dup2(err_pipe[1], STDERR_FILENO);
             // Move the sockets out of the way first, so placing one at 3+i never overwrites
             // another still to be placed; dup2 clears FD_CLOEXEC on the copy the child keeps.
-            for (std::size_t i = 0; i < fds.size(); ++i) {
-                fds[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 100);
+            for (int& fd : fds) {
+                fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 100);
             }
             for (std::size_t i = 0; i < fds.size(); ++i) {
                 ::dup2(fds[i], 3 + static_cast<int>(i));
