@@ -3,6 +3,8 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
 # liburing: the send batch's io_uring (proxy/core/send_batch.cc).
 pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing)
+# libsystemd: sd_notify, the watchdog and socket activation (proxy/core/systemd.cc).
+pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 find_package(OpenSSL 3 REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(doctest QUIET)

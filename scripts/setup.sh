@@ -15,10 +15,13 @@ cd "$(dirname "$0")/.."
 # `scripts/setup.sh run` (the run command) installs only what building and running the proxy
 # with the example backend needs; without an argument (the test command) also the browser, the
 # second compiler with the fuzzing and sanitizer runtimes, and the intermediaries for tests.
+# libsystemd-dev: sd_notify, the watchdog and socket activation (proxy/core/systemd.cc); the
+# test set adds systemd for systemd-analyze, which checks systemd/'s units (no unit is
+# installed or started).
 packages=(build-essential cmake pkg-config libuv1-dev liburing-dev libssl-dev libyaml-cpp-dev
-          doctest-dev node-llhttp curl openssl)
+          libsystemd-dev doctest-dev node-llhttp curl openssl)
 if [ "${1:-}" != run ]; then
-  packages+=(chromium clang libclang-rt-14-dev squid-openssl nginx prometheus)
+  packages+=(chromium clang libclang-rt-14-dev squid-openssl nginx prometheus systemd)
 fi
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

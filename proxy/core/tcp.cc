@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstring>
+#include <unistd.h>
 #include <uv.h>
 #include <vector>
 
@@ -784,6 +785,29 @@ Result<void> TcpListener::listen(const std::string& host, std::uint16_t port,
     if (r != 0) {
         return fail(Code::Io, Side::Config,
                     std::string(uv_err_name(r)) + " (" + uv_strerror(r) + ")");
+    }
+    on_accept_ = std::move(on_accept);
+    return {};
+}
+
+Result<void> TcpListener::adopt(int fd, std::function<void(std::unique_ptr<TcpStream>)> on_accept) {
+    if (tcp_ == nullptr) {
+        ::close(fd);
+        return fail(Code::Io, Side::Internal, "listener closed");
+    }
+    // uv_tcp_open() takes the fd only when it succeeds; after that, closing the handle closes
+    // it. Either way the caller is done with `fd` (tcp.h).
+    int r = uv_tcp_open(tcp_, fd);
+    if (r != 0) {
+        ::close(fd);
+    } else {
+        r = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), 1024, connection_cb);
+    }
+    if (r != 0) {
+        close_handles();
+        return fail(Code::Io, Side::Config,
+                    "cannot adopt fd " + std::to_string(fd) + ": " + uv_err_name(r) + " (" +
+                        uv_strerror(r) + ")");
     }
     on_accept_ = std::move(on_accept);
     return {};

@@ -149,6 +149,12 @@ class TcpListener : private HandleOwner {
     /// Binds and listens (SO_REUSEADDR, backlog 1024). Fails with Code::Io and the uv error.
     Result<void> listen(const std::string& host, std::uint16_t port,
                         std::function<void(std::unique_ptr<TcpStream>)> on_accept);
+    /// Listens on `fd`, a socket already bound and listening (one inherited from systemd,
+    /// proxy/core/systemd.h), instead of binding: uv_tcp_open, then uv_listen (backlog 1024).
+    /// Takes ownership of `fd` whatever the outcome: on success the listener closes it with
+    /// close(); on failure (Code::Io with the uv error, e.g. `fd` is not a TCP socket) it is
+    /// closed before this returns and the listener stays unusable. Only on a fresh listener.
+    Result<void> adopt(int fd, std::function<void(std::unique_ptr<TcpStream>)> on_accept);
     /// The bound "ip:port" (port chosen by the OS when 0 was asked); "" once closed.
     std::string local_address() const;
     /// The bound port; 0 once closed.
