@@ -12,6 +12,8 @@
 #include "proxy/core/log.h"
 #include "proxy/core/loop.h"
 #include "proxy/core/signal.h"
+#include "proxy/core/systemd.h"
+#include "proxy/core/timer.h"
 #include "proxy/front/server.h"
 
 namespace {
@@ -54,22 +56,52 @@ int run(const std::string& path) {
     proxy::core::Loop loop;
     int exit_code = 0;
     {
+        // systemd (Type=notify): inert without NOTIFY_SOCKET, WATCHDOG_USEC and LISTEN_FDS.
+        proxy::core::SystemdNotifier notifier;
+        proxy::core::SystemdWatchdog watchdog(loop, notifier);
+        auto stall = proxy::core::arm_loop_stall_for_test(loop);
+        if (!stall) {
+            proxy::core::log(proxy::core::LogLevel::Error, "startup_failed",
+                             {{"reason", stall.error().context}});
+            return 1;
+        }
+        proxy::core::InheritedListeners inherited(proxy::core::inherited_listeners());
         proxy::Server server(loop, config);
-        if (auto r = server.start(); !r) {
+        if (auto r = server.start(&inherited); !r) {
             proxy::core::log(proxy::core::LogLevel::Error, "startup_failed",
                              {{"reason", r.error().context}});
             return 1;
         }
-        auto on_stop = [&server](const char* name) {
+        auto on_stop = [&](const char* name) {
             proxy::core::log(proxy::core::LogLevel::Info, "stopping", {{"signal", name}});
+            notifier.stopping();
             server.stop(true);
+            notifier.status(server.status_line());
         };
         proxy::core::SignalWatcher sigint(loop, SIGINT, [&] { on_stop("SIGINT"); });
         proxy::core::SignalWatcher sigterm(loop, SIGTERM, [&] { on_stop("SIGTERM"); });
-        proxy::core::SignalWatcher sighup(loop, SIGHUP, [&] { (void)server.reload(path); });
-        // Only now: a script that signals on this line finds the handlers in place.
+        proxy::core::SignalWatcher sighup(loop, SIGHUP, [&] {
+            notifier.reloading();
+            (void)server.reload(path);
+            notifier.status(server.status_line());
+            notifier.ready();  // also after a rejected file: the old configuration runs on
+        });
+        // STATUS= for `systemctl status`, refreshed every 10 s (unreferenced: it never keeps
+        // the loop alive).
+        proxy::core::Timer status_timer(loop, [&] { notifier.status(server.status_line()); });
+        if (notifier.enabled()) {
+            status_timer.unref();
+            status_timer.start(10'000, 10'000);
+        }
+        // Only now: a script that signals on this line finds the handlers in place, and the
+        // manager hears READY=1 once every listener accepts.
         proxy::core::log(proxy::core::LogLevel::Info, "started",
-                         {{"version", WSBRIDGE_VERSION}, {"config", path}});
+                         {{"version", WSBRIDGE_VERSION},
+                          {"config", path},
+                          {"systemd", notifier.enabled() ? "notify" : "off"},
+                          {"watchdog_ms", watchdog.period_ms()}});
+        notifier.ready();
+        notifier.status(server.status_line());
         proxy::core::HeapTrimmer heap_trimmer(loop, kHeapTrimIntervalMs);
         loop.run();
         server.context().shutdown_all(false);

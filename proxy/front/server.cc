@@ -60,13 +60,15 @@ core::Result<std::shared_ptr<tls::ServerContext>> Server::make_tls(const config:
     return shared;
 }
 
-core::Result<void> Server::bind(Listening& l) {
+core::Result<void> Server::bind(Listening& l, core::InheritedListeners* inherited) {
     l.listener = std::make_unique<core::TcpListener>(loop_);
     const Listening* self = &l;
-    auto r = l.listener->listen(l.spec.host, l.spec.port,
-                                [this, self](std::unique_ptr<core::TcpStream> s) {
-                                    on_accept(std::move(s), *self);
-                                });
+    auto accept = [this, self](std::unique_ptr<core::TcpStream> s) {
+        on_accept(std::move(s), *self);
+    };
+    const int fd = inherited != nullptr ? inherited->take(l.spec.host, l.spec.port) : -1;
+    auto r = fd >= 0 ? l.listener->adopt(fd, accept)
+                     : l.listener->listen(l.spec.host, l.spec.port, accept);
     if (!r) {
         l.listener.reset();
         return core::fail(core::Code::Io, core::Side::Config,
@@ -76,6 +78,7 @@ core::Result<void> Server::bind(Listening& l) {
     core::log(LogLevel::Info, "listening",
               {{"address", l.listener->local_address()},
                {"tls", l.tls ? "on" : "off"},
+               {"inherited", fd >= 0 ? "yes" : "no"},
                {"send_batch", loop_.send_batch() != nullptr ? "io_uring" : "off"}});
     return {};
 }
@@ -88,7 +91,7 @@ void Server::close_listeners() noexcept {
     }
 }
 
-core::Result<void> Server::start() {
+core::Result<void> Server::start(core::InheritedListeners* inherited) {
     apply_log_settings(context_.config().log);
     if (auto r = context_.resolve_backends(); !r) {
         return r;
@@ -103,12 +106,20 @@ core::Result<void> Server::start() {
             return core::Unexpected{tls.error()};
         }
         l->tls = std::move(*tls);
-        if (auto r = bind(*l); !r) {
+        if (auto r = bind(*l, inherited); !r) {
             close_listeners();
             listeners_.clear();
             return r;
         }
         listeners_.push_back(std::move(l));
+    }
+    if (inherited != nullptr) {
+        // A socket unit listening where no `listen` entry does is a misconfiguration.
+        for (const auto& s : inherited->close_unclaimed()) {
+            core::log(LogLevel::Warn, "unclaimed_socket",
+                      {{"fd", s.fd}, {"address", s.address},
+                       {"detail", "no listen entry has this address; closed"}});
+        }
     }
     context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 1);
     housekeeping_ = std::make_unique<core::Timer>(loop_, [] { core::flush_suppressed_logs(); });
@@ -142,6 +153,7 @@ core::Result<void> Server::reload(const std::string& path) {
             }
             start = end + 1;
         }
+        last_reload_ = "rejected: " + error.context.substr(0, error.context.find('\n'));
         context_.metrics().inc("wsbridge_reloads_total", {{"result", "error"}});
         context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 0);
         context_.metrics().gauge_set("wsbridge_config_last_reload_timestamp_seconds",
@@ -264,6 +276,7 @@ core::Result<void> Server::reload(const std::string& path) {
     };
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - began);
+    last_reload_ = "ok";
     context_.metrics().inc("wsbridge_reloads_total", {{"result", "ok"}});
     context_.metrics().gauge_set("wsbridge_config_last_reload_successful", 1);
     context_.metrics().gauge_set("wsbridge_config_last_reload_timestamp_seconds",
@@ -280,6 +293,16 @@ core::Result<void> Server::reload(const std::string& path) {
                {"certificates", certificates},
                {"took_us", static_cast<std::uint64_t>(took.count())}});
     return {};
+}
+
+std::string Server::status_line() const {
+    std::string out = stopping_ ? "draining: " : "";
+    out.append(std::to_string(context_.client_count()))
+        .append(" client connection(s), ")
+        .append(std::to_string(context_.session_count()))
+        .append(" session(s); last reload: ")
+        .append(last_reload_);
+    return out;
 }
 
 std::vector<std::string> Server::addresses() const {

@@ -11,6 +11,7 @@
 #include "proxy/front/admin.h"
 #include "proxy/context.h"
 #include "proxy/core/loop.h"
+#include "proxy/core/systemd.h"
 #include "proxy/core/tcp.h"
 #include "proxy/tls/server_context.h"
 #include "proxy/core/timer.h"
@@ -24,8 +25,12 @@ class Server final : private tls::HandshakeObserver {
     ~Server();
 
     /// Resolves backends and binds every listener; logs `event=listening address=…` for each.
+    /// A listen entry whose address matches a socket in `inherited` (systemd socket
+    /// activation) takes that socket instead of binding; the rest are logged and closed.
     /// Fails (Code::Config / Code::Io) without leaving anything bound.
-    core::Result<void> start();
+    core::Result<void> start(core::InheritedListeners* inherited = nullptr);
+    /// One line for `systemctl status`: live connections and sessions, the last reload.
+    std::string status_line() const;
     /// Stops accepting, asks every connection to close (1001 when `going_away`) and arms a
     /// deadline (drain_timeout) after which the rest is aborted. Idempotent.
     void stop(bool going_away);
@@ -55,8 +60,8 @@ class Server final : private tls::HandshakeObserver {
     };
     /// Builds the TLS context of a listen entry (null without `tls`).
     core::Result<std::shared_ptr<tls::ServerContext>> make_tls(const config::Listener& spec);
-    /// Binds `l->spec` and starts accepting into on_accept.
-    core::Result<void> bind(Listening& l);
+    /// Binds `l->spec` (or adopts its inherited socket) and starts accepting into on_accept.
+    core::Result<void> bind(Listening& l, core::InheritedListeners* inherited = nullptr);
     void on_accept(std::unique_ptr<core::TcpStream> stream, const Listening& l);
     void close_listeners() noexcept;
     /// One step of a drain: closes the listeners at its first call, then the clients due by
@@ -75,6 +80,7 @@ class Server final : private tls::HandshakeObserver {
     std::uint64_t drain_began_ = 0;
     std::uint64_t drain_span_ = 0;
     bool drain_started_ = false;
+    std::string last_reload_ = "none";  ///< for status_line()
     std::unique_ptr<core::Timer> housekeeping_;  ///< 1 s: suppressed-log summaries
     bool stopping_ = false;
 };

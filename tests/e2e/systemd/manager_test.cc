@@ -187,6 +187,7 @@ struct Launch {
     bool watchdog_pid_is_child = true; ///< WATCHDOG_PID = child's pid, else the test's pid
     std::string stall;                 ///< WSBRIDGE_TEST_STALL_AFTER_MS, unset when empty
     std::vector<std::string> args;     ///< "{0}" becomes the first listen fd's address
+    std::string bin;                   ///< the program; empty: $SYSTEMD_TEST_BIN
 };
 
 /// Replaces every "{0}" in `text` with `address`.
@@ -200,10 +201,14 @@ std::string substitute(std::string text, const std::string& address) {
 /// $SYSTEMD_TEST_BIN, the launch's arguments, then the words of $SYSTEMD_TEST_ARGS.
 std::vector<std::string> child_argv(const Launch& launch, const std::string& first_address) {
     const char* bin = std::getenv("SYSTEMD_TEST_BIN");
-    REQUIRE_MESSAGE(bin != nullptr, "SYSTEMD_TEST_BIN is not set (run through ctest)");
-    std::vector<std::string> out{bin};
+    REQUIRE_MESSAGE((bin != nullptr || !launch.bin.empty()),
+                    "SYSTEMD_TEST_BIN is not set (run through ctest)");
+    std::vector<std::string> out{launch.bin.empty() ? std::string(bin) : launch.bin};
     for (const auto& a : launch.args) {
         out.push_back(substitute(a, first_address));
+    }
+    if (!launch.bin.empty()) {
+        return out;  // the wsbridge cases: their own arguments only
     }
     const char* extra = std::getenv("SYSTEMD_TEST_ARGS");
     const std::string rest = substitute(extra != nullptr ? extra : "", first_address);
@@ -510,4 +515,163 @@ TEST_CASE("systemd: LISTEN_PID and WATCHDOG_PID of another process are not ours"
     CHECK(child.log().find("event=inherited count=0") != std::string::npos);
     CHECK(child.log().find("watchdog_enabled") == std::string::npos);
     expect_clean_stop(notify, child);
+}
+
+// ---- wsbridge itself (proxy/main.cc) under the same fake manager ------------------------------
+
+namespace {
+
+/// $WSBRIDGE_BIN (set by ctest).
+std::string wsbridge_bin() {
+    const char* bin = std::getenv("WSBRIDGE_BIN");
+    REQUIRE_MESSAGE(bin != nullptr, "WSBRIDGE_BIN is not set (run through ctest)");
+    return bin;
+}
+
+/// A config file listening on `address` (the inherited socket's), one route; removed at the end.
+class ConfigFile {
+  public:
+    explicit ConfigFile(const std::string& address) {
+        char dir[] = "/tmp/wsbridge-systemd-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        dir_ = dir;
+        path_ = dir_ + "/wsbridge.yaml";
+        std::FILE* f = std::fopen(path_.c_str(), "w");
+        REQUIRE(f != nullptr);
+        const std::string text = "listen:\n  - address: " + address +
+                                 "\nroutes:\n  - path: /echo\n    backend: ws://127.0.0.1:9/echo\n";
+        std::fwrite(text.data(), 1, text.size(), f);
+        std::fclose(f);
+    }
+    ~ConfigFile() {
+        ::unlink(path_.c_str());
+        ::rmdir(dir_.c_str());
+    }
+    ConfigFile(const ConfigFile&) = delete;
+    ConfigFile& operator=(const ConfigFile&) = delete;
+    const std::string& path() const { return path_; }
+
+  private:
+    std::string dir_;
+    std::string path_;
+};
+
+/// Sends `request` to 127.0.0.1:`port` and returns everything read until the peer closes.
+std::string fetch_http(std::uint16_t port, const std::string& request) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(request.size()));
+    std::string got;
+    char buf[1024];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) {
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return got;
+}
+
+/// SIGTERM: STOPPING=1 comes, then at most watchdog pings (systemd stops watching once the
+/// service is stopping; wsbridge keeps pinging through a long drain); exit 0.
+void expect_wsbridge_stop(NotifySocket& notify, Child& child) {
+    child.signal(SIGTERM);
+    const auto before = notify.collect_until("STOPPING=1", 5000);
+    REQUIRE_MESSAGE(has_text(before, "STOPPING=1"), "no STOPPING=1: ", describe(before));
+    CHECK(child.wait_exit(5000) == 0);
+    for (const auto& m : notify.collect_for(100)) {
+        CHECK_MESSAGE((m.text == "WATCHDOG=1" || m.text.starts_with("STATUS=")),
+                      "after STOPPING=1: ", m.text);
+    }
+}
+
+} // namespace
+
+TEST_CASE("wsbridge under systemd: READY once its inherited listener accepts, pings, STATUS, "
+          "RELOADING/READY on SIGHUP, STOPPING") {
+    NotifySocket notify;
+    LoopbackListener claimed;
+    LoopbackListener unclaimed;
+    REQUIRE(claimed.ok());
+    REQUIRE(unclaimed.ok());
+    ConfigFile config(claimed.address());
+    Launch launch;
+    launch.bin = wsbridge_bin();
+    launch.args = {"-c", config.path()};
+    launch.listen_fds = {claimed.fd(), unclaimed.fd()};
+    launch.notify_socket = notify.name();
+    launch.watchdog_usec = "600000";  // pings every 300 ms
+    Child child(launch, claimed.address());
+    claimed.close();
+    unclaimed.close();
+
+    expect_ready_first(notify, child);
+    const std::string log_at_ready = child.log();
+    CHECK(log_at_ready.find("event=listening address=" + claimed.address() +
+                            " tls=off inherited=yes") != std::string::npos);
+    CHECK(log_at_ready.find("event=unclaimed_socket fd=4 address=" + unclaimed.address()) !=
+          std::string::npos);
+    // The inherited socket is wsbridge's listener: an HTTP request gets wsbridge's 404.
+    const auto answer = fetch_http(claimed.port(), "GET /nope HTTP/1.1\r\nHost: x\r\n"
+                                                   "Connection: close\r\n\r\n");
+    CHECK(answer.rfind("HTTP/1.1 404 ", 0) == 0);
+    CHECK_FALSE(fetch(unclaimed.port()).has_value());
+
+    const auto during = notify.collect_for(1300);
+    CHECK_MESSAGE(has_text(during, "STATUS=0 client connection(s), 0 session(s); last reload: none"),
+                  describe(during));
+    const auto pings = only(during, "WATCHDOG=1");
+    CHECK_MESSAGE(pings.size() >= 3, describe(during));
+    for (std::size_t i = 1; i < pings.size(); ++i) {
+        const auto gap = ms_between(pings[i - 1].at, pings[i].at);
+        CHECK_MESSAGE(gap < 600, "gap over WATCHDOG_USEC: ", gap, " ms");
+    }
+
+    child.signal(SIGHUP);
+    auto reload = notify.collect_until("READY=1", 5000);
+    std::erase_if(reload, [](const Message& m) { return m.text == "WATCHDOG=1"; });
+    REQUIRE_MESSAGE(reload.size() == 3, describe(reload));
+    CHECK(reload[0].text.starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    CHECK(reload[1].text == "STATUS=0 client connection(s), 0 session(s); last reload: ok");
+    CHECK(reload[2].text == "READY=1");
+    expect_wsbridge_stop(notify, child);
+}
+
+TEST_CASE("wsbridge under systemd: a stalled loop stops the watchdog pings") {
+    NotifySocket notify;
+    LoopbackListener socket;
+    REQUIRE(socket.ok());
+    ConfigFile config(socket.address());
+    Launch launch;
+    launch.bin = wsbridge_bin();
+    launch.args = {"-c", config.path()};
+    launch.listen_fds = {socket.fd()};
+    launch.notify_socket = notify.name();
+    launch.watchdog_usec = "400000";  // pings every 200 ms
+    launch.stall = "700,1500";        // at 700 ms the loop blocks for 1.5 s
+    Child child(launch, socket.address());
+    socket.close();
+
+    expect_ready_first(notify, child);
+    const auto all = notify.collect_for(3200);
+    const auto pings = only(all, "WATCHDOG=1");
+    REQUIRE_MESSAGE(pings.size() >= 5, describe(all));
+    std::size_t stalls = 0;
+    for (std::size_t i = 1; i < pings.size(); ++i) {
+        const auto gap = ms_between(pings[i - 1].at, pings[i].at);
+        if (gap >= 1400) {
+            ++stalls;
+        } else {
+            CHECK_MESSAGE(gap < 400, "gap over WATCHDOG_USEC outside the stall: ", gap, " ms");
+        }
+    }
+    CHECK_MESSAGE(stalls == 1, describe(all));
+    CHECK(child.log().find("event=test_loop_stall block_ms=1500") != std::string::npos);
+    expect_wsbridge_stop(notify, child);
 }
