@@ -32,13 +32,8 @@ bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
 /// Connects a plain blocking client to 127.0.0.1:`port`; the handshake completes in the
 /// kernel (listen backlog) before the loop accepts. Returns the fd.
 int connect_client(std::uint16_t port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = proxy::test::connect_loopback(port);
     REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
     return fd;
 }
 

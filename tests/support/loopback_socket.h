@@ -33,4 +33,8 @@ class LoopbackListener {
     std::uint16_t port_ = 0;
 };
 
+/// A blocking TCP client socket (close-on-exec) connected to 127.0.0.1:`port`, with a 5 s
+/// receive timeout; -errno when socket() or connect() failed.
+int connect_loopback(std::uint16_t port);
+
 } // namespace proxy::test

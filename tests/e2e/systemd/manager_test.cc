@@ -141,18 +141,9 @@ class NotifySocket {
 
 /// Connects to 127.0.0.1:`port` and reads until EOF. nullopt when the connection is refused.
 std::optional<std::string> fetch(std::uint16_t port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    const timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-        const int err = errno;
-        ::close(fd);
-        REQUIRE_MESSAGE(err == ECONNREFUSED, "connect: ", std::strerror(err));
+    const int fd = proxy::test::connect_loopback(port);
+    if (fd < 0) {
+        REQUIRE_MESSAGE(fd == -ECONNREFUSED, "connect: ", std::strerror(-fd));
         return std::nullopt;
     }
     std::string got;
@@ -558,15 +549,8 @@ class ConfigFile {
 
 /// Sends `request` to 127.0.0.1:`port` and returns everything read until the peer closes.
 std::string fetch_http(std::uint16_t port, const std::string& request) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const int fd = proxy::test::connect_loopback(port);
+    REQUIRE_MESSAGE(fd >= 0, "connect: ", std::strerror(-fd));
     REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
             static_cast<ssize_t>(request.size()));
     std::string got;
