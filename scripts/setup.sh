@@ -8,6 +8,8 @@
 # TLS for the https scenarios (it conflicts with the GnuTLS `squid` package, which apt replaces).
 # prometheus provides promtool, which tests/e2e/metrics.test.mjs runs on the admin port's
 # /metrics (`promtool check metrics`); its server is not started by the tests.
+# dpkg-dev (dpkg-shlibdeps computes the package's Depends) and lintian build and check the
+# Debian package in tests/e2e/package.test.mjs.
 # As root it runs apt-get; otherwise it prints the exact command to run and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,8 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config libuv1-dev liburing-dev libssl-dev libyaml-cpp-dev
           libsystemd-dev doctest-dev node-llhttp curl openssl)
 if [ "${1:-}" != run ]; then
-  packages+=(chromium clang libclang-rt-14-dev squid-openssl nginx prometheus systemd)
+  packages+=(chromium clang libclang-rt-14-dev squid-openssl nginx prometheus systemd dpkg-dev
+             lintian)
 fi
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
