@@ -72,23 +72,42 @@ int run(const std::string& path) {
                              {{"reason", r.error().context}});
             return 1;
         }
+        auto& metrics = server.context().metrics();
+        metrics.gauge_set("wsbridge_watchdog_interval_seconds",
+                          static_cast<std::int64_t>(watchdog.interval_us() / 1'000'000));
+        // Every state notification is counted in /metrics (none without NOTIFY_SOCKET).
+        auto notify = [&](std::string_view state) {
+            if (!notifier.enabled()) {
+                return;
+            }
+            if (state == "ready") {
+                notifier.ready();
+            } else if (state == "reloading") {
+                notifier.reloading();
+            } else if (state == "stopping") {
+                notifier.stopping();
+            } else {
+                notifier.status(server.status_line());
+            }
+            metrics.inc("wsbridge_systemd_notifications_total", {{"state", state}});
+        };
         auto on_stop = [&](const char* name) {
             proxy::core::log(proxy::core::LogLevel::Info, "stopping", {{"signal", name}});
-            notifier.stopping();
+            notify("status");
+            notify("stopping");
             server.stop(true);
-            notifier.status(server.status_line());
         };
         proxy::core::SignalWatcher sigint(loop, SIGINT, [&] { on_stop("SIGINT"); });
         proxy::core::SignalWatcher sigterm(loop, SIGTERM, [&] { on_stop("SIGTERM"); });
         proxy::core::SignalWatcher sighup(loop, SIGHUP, [&] {
-            notifier.reloading();
+            notify("reloading");
             (void)server.reload(path);
-            notifier.status(server.status_line());
-            notifier.ready();  // also after a rejected file: the old configuration runs on
+            notify("status");
+            notify("ready");  // also after a rejected file: the old configuration runs on
         });
         // STATUS= for `systemctl status`, refreshed every 10 s (unreferenced: it never keeps
         // the loop alive).
-        proxy::core::Timer status_timer(loop, [&] { notifier.status(server.status_line()); });
+        proxy::core::Timer status_timer(loop, [&] { notify("status"); });
         if (notifier.enabled()) {
             status_timer.unref();
             status_timer.start(10'000, 10'000);
@@ -100,8 +119,8 @@ int run(const std::string& path) {
                           {"config", path},
                           {"systemd", notifier.enabled() ? "notify" : "off"},
                           {"watchdog_ms", watchdog.period_ms()}});
-        notifier.ready();
-        notifier.status(server.status_line());
+        notify("ready");
+        notify("status");
         proxy::core::HeapTrimmer heap_trimmer(loop, kHeapTrimIntervalMs);
         loop.run();
         server.context().shutdown_all(false);

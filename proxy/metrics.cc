@@ -60,6 +60,9 @@ constexpr std::array kRegistry{
                "Sessions ended, by reason."},
     MetricInfo{"wsbridge_sessions_opened_total", Counter, "route",
                "Sessions opened (backend connected)."},
+    MetricInfo{"wsbridge_systemd_notifications_total", Counter, "state",
+               "State notifications sent to systemd (sd_notify), by state: ready, reloading, "
+               "stopping, status. None without NOTIFY_SOCKET."},
     MetricInfo{"wsbridge_tls_handshake_failures_total", Counter, "side,reason",
                "Failed TLS handshakes, by side (client, backend) and reason."},
     MetricInfo{"wsbridge_tls_handshakes_total", Counter, "side,version",
@@ -68,6 +71,9 @@ constexpr std::array kRegistry{
                "TLS handshakes that resumed an earlier session."},
     MetricInfo{"wsbridge_upgrades_total", Counter, "result",
                "WebSocket upgrade requests, by result (accepted, rejected)."},
+    MetricInfo{"wsbridge_watchdog_interval_seconds", Gauge, "",
+               "systemd's watchdog interval (WATCHDOG_USEC); 0 when not enabled. WATCHDOG=1 "
+               "goes out from the event loop every half of it."},
     MetricInfo{"wsbridge_ws_closes_total", Counter, "code,by",
                "WebSocket relays closed, by close code and the side that closed."},
 };

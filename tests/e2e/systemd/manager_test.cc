@@ -530,6 +530,7 @@ class ConfigFile {
         std::FILE* f = std::fopen(path_.c_str(), "w");
         REQUIRE(f != nullptr);
         const std::string text = "listen:\n  - address: " + address +
+                                 "\nadmin: { address: 127.0.0.1:0 }"
                                  "\nroutes:\n  - path: /echo\n    backend: ws://127.0.0.1:9/echo\n";
         std::fwrite(text.data(), 1, text.size(), f);
         std::fclose(f);
@@ -624,6 +625,18 @@ TEST_CASE("wsbridge under systemd: READY once its inherited listener accepts, pi
     CHECK(reload[0].text.starts_with("RELOADING=1\nMONOTONIC_USEC="));
     CHECK(reload[1].text == "STATUS=0 client connection(s), 0 session(s); last reload: ok");
     CHECK(reload[2].text == "READY=1");
+    // The notifications are counted in /metrics.
+    const std::string& log = child.log();
+    const auto at = log.find("event=admin_listening address=127.0.0.1:");
+    REQUIRE(at != std::string::npos);
+    const auto admin = static_cast<std::uint16_t>(
+        std::stoi(log.substr(at + std::string("event=admin_listening address=127.0.0.1:").size())));
+    const auto metrics = fetch_http(admin, "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                                           "Connection: close\r\n\r\n");
+    CHECK(metrics.find("wsbridge_systemd_notifications_total{state=\"ready\"} 2\n") !=
+          std::string::npos);
+    CHECK(metrics.find("wsbridge_systemd_notifications_total{state=\"reloading\"} 1\n") !=
+          std::string::npos);
     expect_wsbridge_stop(notify, child);
 }
 
