@@ -140,32 +140,11 @@ void Context::retire(core::DeferredDeletable& object) {
     loop_.defer_delete(std::move(owned));
 }
 
-void Context::shutdown_all(bool going_away) {
-    // Shutting down retires objects (and may end others): iterate over a snapshot, and skip
-    // what left the registry meanwhile. Retired objects are only destroyed later, at the
-    // loop's check phase, so no snapshot pointer is reused during this loop.
+std::vector<Closable*> Context::closables(bool drained_only) const {
     // Sessions go first: each answers what its client holds (a held poll gets the close) while
     // that client's HTTP connection is still there; the registry's own order is by address, and
     // a connection ended before its session cancelled the poll unanswered (issue 11). A session
-    // retires itself when shut down, so its second place in the snapshot is skipped.
-    std::vector<Closable*> all;
-    all.reserve(sessions_.size() + live_.size());
-    for (const auto& [id, session] : sessions_) {
-        all.push_back(session);
-    }
-    for (const auto& [key, live] : live_) {
-        if (live.closable != nullptr) {
-            all.push_back(live.closable);
-        }
-    }
-    for (Closable* c : all) {
-        if (live_.count(c) != 0) {
-            c->shutdown(going_away);
-        }
-    }
-}
-
-std::vector<Closable*> Context::drain_list() const {
+    // is in both maps; it is listed once.
     std::vector<Closable*> all;
     std::unordered_set<const Closable*> seen;
     all.reserve(sessions_.size() + live_.size());
@@ -175,12 +154,27 @@ std::vector<Closable*> Context::drain_list() const {
         }
     }
     for (const auto& [key, live] : live_) {
-        if (live.closable != nullptr && live.closable->drained() &&
+        if (live.closable != nullptr && (!drained_only || live.closable->drained()) &&
             seen.insert(live.closable).second) {
             all.push_back(live.closable);
         }
     }
     return all;
+}
+
+void Context::shutdown_all(bool going_away) {
+    // Shutting down retires objects (and may end others): iterate over a snapshot, and skip
+    // what left the registry meanwhile. Retired objects are only destroyed later, at the
+    // loop's check phase, so no snapshot pointer is reused during this loop.
+    for (Closable* c : closables(false)) {
+        if (is_live(c)) {
+            c->shutdown(going_away);
+        }
+    }
+}
+
+std::vector<Closable*> Context::drain_list() const {
+    return closables(true);
 }
 
 std::size_t Context::drain_remaining() const {

@@ -61,8 +61,6 @@ class Context final : private tls::HandshakeObserver {
 
     core::Loop& loop() noexcept { return loop_; }
     const config::Config& config() const noexcept { return *config_; }
-    /// Keeps the config snapshot alive for a connection that started under it.
-    std::shared_ptr<const config::Config> config_ptr() const noexcept { return config_; }
     core::MaskSource& masks() noexcept { return masks_; }
     Metrics& metrics() noexcept { return metrics_; }
 
@@ -141,6 +139,9 @@ class Context final : private tls::HandshakeObserver {
         Closable* closable = nullptr;
     };
     void adopt_live(std::unique_ptr<core::DeferredDeletable> object, Closable* closable);
+    /// Snapshot of the live Closables, sessions first, each once; `drained_only` leaves out
+    /// those a drain keeps to the end (Closable::drained()).
+    std::vector<Closable*> closables(bool drained_only) const;
 
     core::Loop& loop_;
     std::shared_ptr<const config::Config> config_;
